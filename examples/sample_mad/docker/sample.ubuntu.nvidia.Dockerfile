@@ -1,0 +1,4 @@
+# CONTEXT {'gpu_vendor': 'NVIDIA', 'guest_os': 'UBUNTU'}
+ARG BASE_DOCKER=localhost:5000/mad-base:busybox
+FROM ${BASE_DOCKER}
+ENV MAD_SAMPLE_FLAVOUR=cuda CUDA_HOME=/usr/local/cuda

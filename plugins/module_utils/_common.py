@@ -1,0 +1,87 @@
+# -*- coding: utf-8 -*-
+# Copyright: rocm.madengine contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# This module_utils file is PRIVATE to the rocm.madengine collection; its API may change at any time.
+
+"""Errors, JSON loading with precise messages, and atomic file writes shared by every module."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import tempfile
+
+
+class MadengineError(Exception):
+    """A user-facing failure: the message is a full sentence naming the file, model or device."""
+
+
+def load_json_file(path, what="JSON file"):
+    """Load a JSON document; errors name the file and, for syntax errors, the line and column."""
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+    except FileNotFoundError:
+        raise MadengineError("%s %s does not exist." % (what, path))
+    except OSError as exc:
+        raise MadengineError("Cannot read %s %s: %s." % (what, path, exc.strerror or exc))
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise MadengineError("%s %s is not UTF-8 text (byte %d)." % (what, path, exc.start))
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise MadengineError(
+            "%s %s is not valid JSON: %s at line %d column %d." % (what, path, exc.msg, exc.lineno, exc.colno)
+        )
+
+
+def atomic_write_bytes(path, data, mode=0o644):
+    """Write ``data`` to ``path`` through a temporary file in the same directory and a rename.
+
+    Readers see the old content or the new one, never a half-written file; on failure nothing is left.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise MadengineError("Cannot write %s: %s." % (path, exc.strerror or exc))
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise MadengineError("Cannot write %s: %s." % (path, exc.strerror or exc))
+
+
+def atomic_write_text(path, text, mode=0o644):
+    atomic_write_bytes(path, text.encode("utf-8"), mode=mode)
+
+
+def atomic_write_json(path, document, mode=0o644):
+    atomic_write_text(path, json.dumps(document, indent=2, sort_keys=False) + "\n", mode=mode)
+
+
+def utc_now():
+    """Current UTC time as an ISO 8601 string with a ``Z`` suffix and second precision."""
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def as_list(value):
+    """Accept a list or a comma-separated string (what AWX surveys produce) and return a list."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return list(value)
