@@ -45,8 +45,8 @@ DIR_MODELS = "models.json"
 DIR_SCRIPT = "get_models_json.py"
 
 # Catalogue fields whose type we check; anything else is carried through untouched.
-_STRING_FIELDS = frozenset(("url", "dockerfile", "dockercontext", "scripts", "owner", "training_precision", "args",
-                  "data", "cred", "multiple_results", "skip_gpu_arch"))
+_STRING_FIELDS = frozenset(("url", "dockerfile", "dockercontext", "scripts", "owner", "training_precision",
+                            "args", "data", "cred", "multiple_results", "skip_gpu_arch"))
 
 
 class CustomEntry(dict):
@@ -86,7 +86,7 @@ class CustomEntry(dict):
 
 def resolve(entry):
     """The full catalogue dict of a discovered entry."""
-    return entry if type(entry) is dict else entry.resolve()
+    return entry.resolve() if isinstance(entry, CustomEntry) else entry
 
 
 class Catalogue(object):
@@ -116,7 +116,7 @@ def _has_tag(tags, tag):
 def _check_types(entry, source, position):
     """Validate one catalogue entry; ``position`` is its 1-based index or a label for messages."""
     name = entry.get("name")
-    if type(name) is not str or not name.strip():
+    if not isinstance(name, str) or not name.strip():
         label = ("entry %d" % position) if isinstance(position, int) else position
         raise MadengineError("%s: %s has no 'name' (a non-empty string is required)." % (source, label))
     if ":" in name:
@@ -124,7 +124,7 @@ def _check_types(entry, source, position):
                              "arguments; rename the model." % (source, name))
     for field, value in entry.items():
         # Strings are the common case; only other values need a closer look.
-        if value is None or type(value) is str:
+        if value is None or isinstance(value, str):
             continue
         if field == "tags":
             if _is_str_list(value):
@@ -140,7 +140,7 @@ def _check_types(entry, source, position):
 
 
 def _is_str_list(value):
-    if type(value) is not list:
+    if not isinstance(value, list):
         return False
     try:
         "".join(value)  # the cheapest complete check: join() refuses anything but strings
@@ -165,7 +165,7 @@ def _read_static(path, source, dirname):
     prefix = None if dirname is None else dirname + "/"
     for index, entry in enumerate(document, 1):
         # The parsed objects are ours alone: they are completed in place, not copied.
-        if type(entry) is not dict:
+        if not isinstance(entry, dict):
             raise MadengineError("%s: entry %d is a %s, not a model object." % (source, index, type(entry).__name__))
         _check_types(entry, source, index)
         if prefix is not None:
@@ -343,7 +343,7 @@ def select(catalogue, tags):
                                  "first selection (%r) is kept." % (name, spec.raw, spec.extra_args, chosen[name]))
                 continue
             chosen[name] = spec.extra_args
-            model = dict(entry if type(entry) is dict else entry.resolve())
+            model = dict(entry.resolve() if isinstance(entry, CustomEntry) else entry)
             if spec.extra_args:
                 model["args"] = (model.get("args") or "") + spec.extra_args
             selected.append(model)
