@@ -474,7 +474,15 @@ class Lifecycle(object):
             result["changed"] = True
             if check_mode:
                 return result
-            ip, attempts = self._attempts(spec, lambda: self._start_and_wait(dom, spec, record))
+
+            def start():
+                # A failed attempt removed the domain: later attempts create it again.
+                current = lookup(self.conn, spec["name"])
+                if current is None:
+                    return self._build(spec, True)[2]
+                return self._start_and_wait(current, spec, load_record(spec["state_dir"], spec["name"]) or record)
+
+            ip, attempts = self._attempts(spec, start)
             result.update(ip=ip, attempts=attempts)
             return result
         # stopped

@@ -7,7 +7,9 @@ The guest prints the disks it sees, the seed's instance-id and its address as a 
 
 from __future__ import annotations
 
+import base64
 import glob
+import json
 import os
 import signal
 import subprocess
@@ -101,8 +103,6 @@ def test_boot_console_ip_and_guaranteed_cleanup(vm, libvirtd):
     assert started["domain_type_reasons"]  # software emulation was chosen, and why
     again = task_results(out, "Start it again with the same options")["localhost"]
     assert again["changed"] is False and again["ip"] == "10.0.2.15" and again["uuid"] == started["uuid"]
-    import base64
-
     console = base64.b64decode(task_results(out, "Read the guest console")["localhost"]["content"]).decode()
     assert "madengine-guest: disks sr0 vda" in console  # overlay on virtio, seed on SATA CD-ROM
     assert "instance-id" in console and "iid-%s-" % started["uuid"] in console  # the seed reached the guest
@@ -167,7 +167,7 @@ def _start_in_background(vm, tmp_path):
         "    - name: Start the VM\n      rocm.madengine.madengine_vm: '{{ args }}'\n")
     args = _module_args(vm, ip_sources=["lease"], boot_timeout=120, retries=0)
     cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,", str(playbook),
-           "-e", __import__("json").dumps({"args": args})]
+           "-e", json.dumps({"args": args})]
     proc = subprocess.Popen(cmd, env=ansible_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
     conn = libvirt.open(URI)

@@ -49,6 +49,9 @@ class FaultyConnection(object):
     def defineXMLFlags(self, xml, flags):
         return FaultyDomain(self._conn.defineXMLFlags(xml, flags), self.faults)
 
+    def lookupByName(self, name):
+        return FaultyDomain(self._conn.lookupByName(name), self.faults)
+
     def __getattr__(self, name):
         return getattr(self._conn, name)
 
@@ -235,3 +238,17 @@ def test_wait_reports_a_guest_that_stopped_while_booting(env):
         handle.write("Kernel panic - not syncing: VFS: Unable to mount root fs\n")
     with pytest.raises(MadengineError, match=r"^VM madengine-vm-unit stopped while booting\. Console: Kernel panic"):
         life.wait(dom, spec)
+
+
+def test_restarting_a_stopped_vm_retries_from_scratch(env):
+    _tmp, spec, conn = env
+    lc.Lifecycle(conn, run_command).ensure(spec, "stopped")
+    faulty = FaultyConnection(conn, [_error(lc.ERR_SYSTEM, "Unable to read from monitor: Input/output error")])
+    slept = []
+    life = lc.Lifecycle(faulty, run_command, sleep=slept.append)
+    result = life.ensure(spec, "running")
+    assert result["changed"] is True and result["attempts"] == 2 and result["ip"] and len(slept) == 1
+    # the first start failed, everything was removed, and the second attempt created the VM again
+    assert [a.split()[0] for a in life.actions if not a.startswith("attempt")] == [
+        "undefined", "removed", "removed", "created", "created", "defined", "started", "VM"]
+    assert conn.lookupByName(spec["name"]).isActive()
