@@ -19,6 +19,7 @@ Exit status 1 when the median of ours exceeds the target.
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import shutil
 import statistics
@@ -39,6 +40,7 @@ URI = "qemu:///system"
 
 def _import_collection():
     root = tempfile.mkdtemp(prefix="bench-vm-coll-")
+    atexit.register(shutil.rmtree, root, True)
     os.makedirs(os.path.join(root, "ansible_collections", "rocm"))
     os.symlink(SRC, os.path.join(root, "ansible_collections", "rocm", "madengine"))
     sys.path.insert(0, root)
