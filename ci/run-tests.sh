@@ -14,6 +14,7 @@ GATES=${MADCI_GATES:-ruff lint sanity pytest bench}
 
 "$HERE/setup-host.sh" || exit 1
 "$HERE/venv.sh" || exit 1
+"$HERE/libvirtd.sh" || exit 1
 
 WORK=$(mktemp -d /tmp/madci-test.XXXXXX)
 [ "${MADCI_KEEP:-0}" = 1 ] || trap 'rm -rf "$WORK"' EXIT
