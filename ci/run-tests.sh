@@ -36,7 +36,8 @@ run_gate() {
 
 # shellcheck disable=SC2317  # the gate functions are called through run_gate
 gate_ruff() { (cd "$SRC" && ruff check . && shellcheck -S warning ci/*.sh .ci/run); }
-gate_lint() { (cd "$SRC" && ansible-lint --offline); }
+# A private HOME: collections a user installed under ~/.ansible must not shadow the tarball.
+gate_lint() { (cd "$SRC" && HOME=$WORK/lint-home ansible-lint --offline); }
 gate_sanity() {
   # ansible-test needs the collection under .../ansible_collections/rocm/madengine: the installed copy is.
   local pyver
