@@ -20,6 +20,8 @@ say() { printf '[setup-host] %s\n' "$*"; }
 # ---- 1. Debian packages -------------------------------------------------------------------
 PKGS="docker.io docker-registry busybox-static cgroupfs-mount curl iproute2 pkg-config libvirt-dev
       gcc make git shellcheck ${MADCI_EXTRA_PKGS:-}"
+# htpasswd (bcrypt) for the tests' throwaway registry that requires authentication
+PKGS="$PKGS apache2-utils"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"
