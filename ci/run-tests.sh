@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # Set up this machine (idempotent) and run the whole test suite against the installed collection:
 # ruff, ansible-lint (production profile, offline), ansible-test sanity, pytest (unit, module,
-# integration and end-to-end tests on a real Docker engine and registry).
+# integration and end-to-end tests on a real Docker engine and registry) and the benchmarks.
 #
 # Environment: MADCI_KEEP=1 keeps the work directory; PYTEST_ARGS adds pytest arguments;
-#              MADCI_GATES limits the gates run (default: "ruff lint sanity pytest").
+#              MADCI_GATES limits the gates run (default: "ruff lint sanity pytest bench").
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 SRC=$(cd "$HERE/.." && pwd)
 export MADCI_VENV=${MADCI_VENV:-/opt/madci/venv}
 export MADCI_DEPS=${MADCI_DEPS:-/opt/madci/collections}
-GATES=${MADCI_GATES:-ruff lint sanity pytest}
+GATES=${MADCI_GATES:-ruff lint sanity pytest bench}
 
 "$HERE/setup-host.sh" || exit 1
 "$HERE/venv.sh" || exit 1
@@ -44,6 +44,15 @@ gate_sanity() {
 }
 gate_pytest() {
   (cd "$SRC" && python -m pytest -p no:cacheprovider ${PYTEST_ARGS:-} tests)
+}
+
+gate_bench() {
+  local rc=0 script
+  for script in "$SRC"/benchmarks/*/bench_*.py; do
+    echo "---- $(basename "$script")"
+    python "$script" || rc=1
+  done
+  return $rc
 }
 
 for g in $GATES; do run_gate "$g" "gate_$g"; done

@@ -113,9 +113,9 @@ def ansible_env(**extra):
     env = dict(os.environ)
     env.update(
         ANSIBLE_COLLECTIONS_PATH=os.pathsep.join(
-            p for p in (INSTALLED, os.environ.get("MADCI_DEPS", "")) if p
+            p for p in (INSTALLED, os.environ.get("MADCI_DEPS", "/opt/madci/collections")) if p
         ),
-        ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
+        ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",  # from the deps collections path (ci/venv.sh)
         ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
         ANSIBLE_NOCOLOR="1",
         ANSIBLE_RETRY_FILES_ENABLED="0",

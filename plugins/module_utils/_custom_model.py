@@ -75,7 +75,17 @@ def _real_package_path_parent(name):
     return _real_package_path(name.rsplit(".", 1)[0]) or ["/nonexistent"]
 
 
+_SHIMS = []
+
+
 def _shim_modules():
+    """The stand-in modules, made once per process (finding a real madengine costs file lookups)."""
+    if not _SHIMS:
+        _SHIMS.append(_make_shim_modules())
+    return _SHIMS[0]
+
+
+def _make_shim_modules():
     pkg = types.ModuleType("madengine")
     pkg.__path__ = _real_package_path("madengine")
     utils = types.ModuleType("madengine.utils")
@@ -134,9 +144,26 @@ def _last_line(exc):
     return lines[-1].strip() if lines else type(exc).__name__
 
 
+_FIELD_NAMES = {}
+
+
+def _field_names(cls):
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
+
+
 def custom_model_to_dict(obj):
     """The catalogue entry of a CustomModel (ours or madengine's), or None for anything else."""
     to_dict = getattr(obj, "to_dict", None)
+    if isinstance(obj, CustomModel) and type(obj).to_dict is CustomModel.to_dict:
+        # What asdict() returns, without its slow recursive copy: only lists need copying here.
+        entry = dict((name, getattr(obj, name)) for name in _field_names(type(obj)))
+        for key, value in entry.items():
+            if isinstance(value, list):
+                entry[key] = list(value)
+        return entry
     if isinstance(obj, CustomModel) or (callable(to_dict) and dataclasses.is_dataclass(obj) and hasattr(obj, "name")):
         return dict(to_dict())
     return None

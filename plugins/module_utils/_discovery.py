@@ -38,65 +38,73 @@ from ansible_collections.rocm.madengine.plugins.module_utils._custom_model impor
     load_custom_models,
 )
 
+_PATH_FIELDS = ("dockerfile", "scripts")
+
 ROOT_MODELS = "models.json"
 DIR_MODELS = "models.json"
 DIR_SCRIPT = "get_models_json.py"
 
 # Catalogue fields whose type we check; anything else is carried through untouched.
-_STRING_FIELDS = ("url", "dockerfile", "dockercontext", "scripts", "owner", "training_precision", "args",
-                  "data", "cred", "multiple_results", "skip_gpu_arch")
+_STRING_FIELDS = frozenset(("url", "dockerfile", "dockercontext", "scripts", "owner", "training_precision",
+                            "args", "data", "cred", "multiple_results", "skip_gpu_arch"))
 
 
-class CatalogueEntry(object):
-    """One discovered model. ``static`` entries hold their dict; ``custom`` ones the Python object."""
+class CustomEntry(dict):
+    """A model from get_models_json.py: ``name`` and ``tags`` for selection, the object for the rest.
 
-    __slots__ = ("name", "source", "dirname", "data", "custom", "_resolved")
+    Models from JSON files are kept as their plain dicts, which is all selection needs.
+    """
 
-    def __init__(self, name, source, dirname=None, data=None, custom=None):
-        self.name = name
+    __slots__ = ("custom", "source", "dirname", "_resolved")
+
+    def __init__(self, name, tags, custom, source, dirname):
+        dict.__init__(self, name=name, tags=tags)
+        self.custom = custom
         self.source = source
         self.dirname = dirname
-        self.data = data
-        self.custom = custom
         self._resolved = None
 
-    @property
-    def tags(self):
-        return self.data.get("tags") if self.custom is None else getattr(self.custom, "tags", None)
-
     def resolve(self):
-        """The catalogue dict of this model (runs a custom model's ``update_model()`` once)."""
+        """The catalogue dict of this model; runs ``update_model()`` once, then rebases its paths."""
         if self._resolved is None:
-            if self.custom is None:
-                self._resolved = self.data
-            else:
-                try:
-                    self.custom.update_model()
-                except Exception as exc:  # pylint: disable=broad-except
-                    raise MadengineError("%s: update_model() of model '%s' raised %s: %s."
-                                         % (self.source, self.name, type(exc).__name__, exc))
-                entry = custom_model_to_dict(self.custom)
-                if entry.get("name") != self.name:
-                    raise MadengineError("%s: update_model() of model '%s' changed its name to %r; names "
-                                         "cannot change." % (self.source, self.name, entry.get("name")))
-                _check_types(entry, self.source, self.name)
-                _rebase_paths(entry, self.dirname)
-                entry.setdefault("args", "")
-                self._resolved = entry
+            name = self["name"]
+            try:
+                self.custom.update_model()
+            except Exception as exc:  # pylint: disable=broad-except
+                raise MadengineError("%s: update_model() of model '%s' raised %s: %s."
+                                     % (self.source, name, type(exc).__name__, exc))
+            entry = custom_model_to_dict(self.custom)
+            if entry.get("name") != name:
+                raise MadengineError("%s: update_model() of model '%s' changed its name to %r; names "
+                                     "cannot change." % (self.source, name, entry.get("name")))
+            _check_types(entry, self.source, name)
+            _rebase_paths(entry, self.dirname)
+            entry.setdefault("args", "")
+            self._resolved = entry
         return self._resolved
 
 
-class Catalogue(object):
-    """All models of one MAD tree, in discovery order."""
+def resolve(entry):
+    """The full catalogue dict of a discovered entry."""
+    return entry.resolve() if isinstance(entry, CustomEntry) else entry
 
-    def __init__(self, mad_root, entries):
+
+class Catalogue(object):
+    """All models of one MAD tree, in discovery order.
+
+    ``entries`` are dicts with at least ``name`` and ``tags``; ``sources`` maps names to the file
+    that defines them.
+    """
+
+    def __init__(self, mad_root, entries, by_name, sources):
         self.mad_root = mad_root
         self.entries = entries
-        self.by_name = dict((e.name, e) for e in entries)
+        self.by_name = by_name
+        self.sources = sources
 
     @property
     def names(self):
-        return [e.name for e in self.entries]
+        return [e["name"] for e in self.entries]
 
 
 def _has_tag(tags, tag):
@@ -105,32 +113,44 @@ def _has_tag(tags, tag):
     return bool(tags) and tag in tags
 
 
-def _check_types(entry, source, label):
+def _check_types(entry, source, position):
+    """Validate one catalogue entry; ``position`` is its 1-based index or a label for messages."""
     name = entry.get("name")
     if not isinstance(name, str) or not name.strip():
+        label = ("entry %d" % position) if isinstance(position, int) else position
         raise MadengineError("%s: %s has no 'name' (a non-empty string is required)." % (source, label))
     if ":" in name:
         raise MadengineError("%s: model name '%s' contains ':', which the tag grammar reserves for "
                              "arguments; rename the model." % (source, name))
-    for field in _STRING_FIELDS:
-        value = entry.get(field)
-        if value is not None and not isinstance(value, str):
+    for field, value in entry.items():
+        # Strings are the common case; only other values need a closer look.
+        if value is None or isinstance(value, str):
+            continue
+        if field == "tags":
+            if _is_str_list(value):
+                continue
+            raise MadengineError("%s: model '%s' field 'tags' must be a list of strings or a comma-separated "
+                                 "string." % (source, name))
+        if field in _STRING_FIELDS:
             raise MadengineError("%s: model '%s' field '%s' must be a string, not %s."
                                  % (source, name, field, type(value).__name__))
-    tags = entry.get("tags")
-    if tags is not None and not isinstance(tags, str) and not (
-            isinstance(tags, list) and all(isinstance(t, str) for t in tags)):
-        raise MadengineError("%s: model '%s' field 'tags' must be a list of strings or a comma-separated "
-                             "string." % (source, name))
-    for field in ("n_gpus", "timeout"):
-        value = entry.get(field)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, str))):
+        if field in ("n_gpus", "timeout") and (isinstance(value, bool) or not isinstance(value, int)):
             raise MadengineError("%s: model '%s' field '%s' must be an integer or a string of one, not %s."
                                  % (source, name, field, type(value).__name__))
 
 
+def _is_str_list(value):
+    if not isinstance(value, list):
+        return False
+    try:
+        "".join(value)  # the cheapest complete check: join() refuses anything but strings
+    except TypeError:
+        return False
+    return True
+
+
 def _rebase_paths(entry, dirname):
-    for field in ("dockerfile", "scripts"):
+    for field in _PATH_FIELDS:
         value = entry.get(field)
         if value:
             entry[field] = os.path.normpath(os.path.join("scripts", dirname, value))
@@ -142,17 +162,25 @@ def _read_static(path, source, dirname):
         raise MadengineError("%s must hold a JSON array of model objects, not a %s."
                              % (source, type(document).__name__))
     entries = []
-    for index, raw in enumerate(document, 1):
-        label = "entry %d" % index
-        if not isinstance(raw, dict):
-            raise MadengineError("%s: %s is a %s, not a model object." % (source, label, type(raw).__name__))
-        _check_types(raw, source, label)
-        entry = dict(raw)
-        if dirname is not None:
-            entry["name"] = dirname + "/" + entry["name"]
-            _rebase_paths(entry, dirname)
-        entry.setdefault("args", "")
-        entries.append(CatalogueEntry(entry["name"], source, dirname, data=entry))
+    prefix = None if dirname is None else dirname + "/"
+    for index, entry in enumerate(document, 1):
+        # The parsed objects are ours alone: they are completed in place, not copied.
+        if not isinstance(entry, dict):
+            raise MadengineError("%s: entry %d is a %s, not a model object." % (source, index, type(entry).__name__))
+        _check_types(entry, source, index)
+        if prefix is not None:
+            entry["name"] = prefix + entry["name"]
+            for field in _PATH_FIELDS:
+                value = entry.get(field)
+                if value:
+                    # plain relative paths need no normalising; the rest goes through normpath
+                    if value[0] in "/." or "/." in value or "//" in value or value[-1] == "/":
+                        entry[field] = os.path.normpath(os.path.join("scripts", dirname, value))
+                    else:
+                        entry[field] = "scripts/" + prefix + value
+        if "args" not in entry:
+            entry["args"] = ""
+        entries.append(entry)
     return entries
 
 
@@ -173,7 +201,7 @@ def _read_custom(path, source, dirname):
                                  % (source, index, type(model).__name__))
         _check_types(as_dict, source, "list_models() item %d" % index)
         model.name = dirname + "/" + as_dict["name"]
-        entries.append(CatalogueEntry(model.name, source, dirname, custom=model))
+        entries.append(CustomEntry(model.name, as_dict.get("tags"), model, source, dirname))
     return entries
 
 
@@ -186,30 +214,42 @@ def discover(mad_root):
         raise MadengineError("mad_root %s has no %s; a MAD catalogue needs one at its root."
                              % (mad_root, ROOT_MODELS))
     entries = _read_static(root_file, root_file, None)
+    sources = dict.fromkeys((e["name"] for e in entries), root_file)
     scripts_dir = os.path.join(mad_root, "scripts")
     custom = []
     if os.path.isdir(scripts_dir):
-        for dirname in sorted(os.listdir(scripts_dir)):
+        with os.scandir(scripts_dir) as listing:
+            dirnames = sorted(item.name for item in listing if item.is_dir())
+        for dirname in dirnames:
             directory = os.path.join(scripts_dir, dirname)
-            if not os.path.isdir(directory):
-                continue
-            static_file = os.path.join(directory, DIR_MODELS)
-            script_file = os.path.join(directory, DIR_SCRIPT)
-            has_static, has_script = os.path.isfile(static_file), os.path.isfile(script_file)
+            files = os.listdir(directory)
+            has_static, has_script = DIR_MODELS in files, DIR_SCRIPT in files
             if has_static and has_script:
                 raise MadengineError("%s holds both %s and %s; keep one of them." % (directory, DIR_MODELS, DIR_SCRIPT))
             if has_static:
-                entries.extend(_read_static(static_file, static_file, dirname))
+                path = os.path.join(directory, DIR_MODELS)
+                found = _read_static(path, path, dirname)
+                entries.extend(found)
             elif has_script:
-                custom.extend(_read_custom(script_file, script_file, dirname))
+                path = os.path.join(directory, DIR_SCRIPT)
+                found = _read_custom(path, path, dirname)
+                custom.extend(found)
+            else:
+                continue
+            for entry in found:
+                name = entry["name"]
+                if name in sources:
+                    raise MadengineError("Model '%s' is defined twice: in %s and in %s." % (name, sources[name], path))
+                sources[name] = path
     entries.extend(custom)
-    seen = {}
-    for entry in entries:
-        if entry.name in seen:
-            raise MadengineError("Model '%s' is defined twice: in %s and in %s."
-                                 % (entry.name, seen[entry.name], entry.source))
-        seen[entry.name] = entry.source
-    return Catalogue(mad_root, entries)
+    by_name = dict((e["name"], e) for e in entries)
+    if len(by_name) != len(entries):  # a name repeated inside the root models.json
+        seen = set()
+        for entry in entries:
+            if entry["name"] in seen:
+                raise MadengineError("Model '%s' is defined twice in %s." % (entry["name"], root_file))
+            seen.add(entry["name"])
+    return Catalogue(mad_root, entries, by_name, sources)
 
 
 class TagSelector(object):
@@ -226,10 +266,11 @@ class TagSelector(object):
     def matches(self, entry):
         if self.scope is not None:
             scope, wanted = self.scope
-            if not entry.name.startswith(scope + "/"):
+            name = entry["name"]
+            if not name.startswith(scope + "/"):
                 return False
-            return wanted == "all" or entry.name == scope + "/" + wanted or _has_tag(entry.tags, wanted)
-        return self.selector in ("all", entry.name) or _has_tag(entry.tags, self.selector)
+            return wanted == "all" or name == scope + "/" + wanted or _has_tag(entry.get("tags"), wanted)
+        return self.selector in ("all", entry["name"]) or _has_tag(entry.get("tags"), self.selector)
 
 
 def _extra_args(parts):
@@ -270,7 +311,7 @@ def split_tags(tags):
 def _suggest(catalogue, selector):
     vocabulary = set(catalogue.names)
     for entry in catalogue.entries:
-        tags = entry.tags
+        tags = entry.get("tags")
         vocabulary.update(t.strip() for t in (tags.split(",") if isinstance(tags, str) else tags or []))
     close = difflib.get_close_matches(selector, sorted(vocabulary), n=5, cutoff=0.6)
     return (" Close names: %s." % ", ".join(close)) if close else ""
@@ -286,21 +327,25 @@ def select(catalogue, tags):
     known = catalogue.by_name
     for raw in flat:
         spec = parse_tag(raw, known)
-        matched = [e for e in catalogue.entries if spec.matches(e)]
+        if spec.selector == "all" and spec.scope is None:
+            matched = catalogue.entries
+        else:
+            matched = [e for e in catalogue.entries if spec.matches(e)]
         if not matched:
             where = (" in scripts/%s" % spec.scope[0]) if spec.scope else ""
             raise MadengineError("Tag '%s' selects no model%s of the catalogue at %s.%s"
                                  % (spec.raw, where, catalogue.mad_root, _suggest(catalogue, spec.selector)))
         for entry in matched:
-            if entry.name in chosen:
-                if chosen[entry.name] != spec.extra_args:
+            name = entry["name"]
+            if name in chosen:
+                if chosen[name] != spec.extra_args:
                     notes.append("Model '%s' was selected again by tag '%s' with other arguments (%r); the "
-                                 "first selection (%r) is kept." % (entry.name, spec.raw, spec.extra_args,
-                                                                    chosen[entry.name]))
+                                 "first selection (%r) is kept." % (name, spec.raw, spec.extra_args, chosen[name]))
                 continue
-            chosen[entry.name] = spec.extra_args
-            model = dict(entry.resolve())
-            model["args"] = (model.get("args") or "") + spec.extra_args
+            chosen[name] = spec.extra_args
+            model = dict(entry.resolve() if isinstance(entry, CustomEntry) else entry)
+            if spec.extra_args:
+                model["args"] = (model.get("args") or "") + spec.extra_args
             selected.append(model)
     return selected, notes
 

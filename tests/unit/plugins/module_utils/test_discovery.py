@@ -153,7 +153,7 @@ def test_loading_custom_models_leaves_no_trace(tree):
 def test_the_bundled_sample_catalogue(sample_mad):
     catalogue = discover(str(sample_mad))
     assert len(catalogue.entries) >= 6
-    sources = {e.source.replace(str(sample_mad) + os.sep, "") for e in catalogue.entries}
+    sources = {source.replace(str(sample_mad) + os.sep, "") for source in catalogue.sources.values()}
     assert sources == {"models.json", "scripts/dummy2/models.json", "scripts/dummy3/get_models_json.py"}
     models, _notes = select(catalogue, ["dummy", "dummy_multi", "dummy2/model2:batch-size=32"])
     assert [(m["name"], m["args"]) for m in models] == [
