@@ -7,10 +7,10 @@
    and with a registry; per-model time = run time / N, plus the marginal cost per model
    ((T(N) - T(1)) / (N - 1)).  Target: <= 50 ms per model.
 
-Run with the installed collection:
-    MADCI_INSTALLED=<collections dir> /opt/madci/venv/bin/python benchmarks/build/bench_build.py
-Without MADCI_INSTALLED the collection is built and installed into a temporary directory first.
+Run with the installed collection (MADCI_INSTALLED, else /opt/madci/collections):
+    /opt/madci/venv/bin/python benchmarks/build/bench_build.py [--models N] [--repeat R] [--first-rounds F]
 Needs the Docker engine and the registry of ci/setup-host.sh.  Everything it creates is removed.
+Exits 1 when the target is missed.
 """
 
 from __future__ import annotations
@@ -28,21 +28,12 @@ import tempfile
 import time
 import uuid
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-SRC = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from _collection import use_installed_collection
+
 REGISTRY = os.environ.get("MADCI_REGISTRY", "localhost:5000")
 BASE = REGISTRY + "/mad-base:busybox"
 TARGET_MS_PER_MODEL = 50.0
-
-
-def installed_collection():
-    path = os.environ.get("MADCI_INSTALLED")
-    if path:
-        return path, None
-    work = tempfile.mkdtemp(prefix="madci-bench-")
-    subprocess.run([os.path.join(SRC, "ci", "install-collection.sh"), os.path.join(work, "collections"),
-                    os.path.join(work, "dist")], check=True, stdout=subprocess.DEVNULL)
-    return os.path.join(work, "collections"), work
 
 
 def run_module(module, args):
@@ -114,7 +105,7 @@ def timed(module, args, repeat=1):
     return statistics.median(times), result
 
 
-def cleanup(prefix, work):
+def cleanup(prefix):
     out = subprocess.run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}", "--filter",
                           "label=madci.bench=%s" % prefix], capture_output=True, text=True, check=False).stdout.split()
     bare = subprocess.run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}"], capture_output=True,
@@ -127,8 +118,6 @@ def cleanup(prefix, work):
                    stdout=subprocess.DEVNULL)
     for host_repo in _pushed_repos(prefix):
         _delete_tag(host_repo)
-    if work:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 _PUSHED = []
@@ -161,8 +150,7 @@ def main():
     parser.add_argument("--first-rounds", type=int, default=3,
                         help="rounds of the three first builds (median; default 3)")
     options = parser.parse_args()
-    collections, work = installed_collection()
-    sys.path.insert(0, collections)
+    use_installed_collection()
     from ansible_collections.rocm.madengine.plugins.modules import madengine_build
 
     prefix = "bench%s-" % uuid.uuid4().hex[:6]
@@ -198,7 +186,7 @@ def main():
                                                                manifest_path=os.path.join(root, "r1.json")),
                                         options.repeat)
     finally:
-        cleanup(prefix, work)
+        cleanup(prefix)
         shutil.rmtree(root, ignore_errors=True)
 
     n = options.models
