@@ -13,8 +13,7 @@ class ModuleDocFragment(object):
 options:
   docker_host:
     description:
-      - The Docker engine to talk to, as a URL (C(unix:///var/run/docker.sock), C(tcp://host:2376),
-        C(ssh://user@host)).
+      - The Docker engine to talk to, as a URL (C(unix:///var/run/docker.sock), C(tcp://host:2376)).
       - When not given, the E(DOCKER_HOST) environment variable is used, then the local socket.
     type: str
     default: unix:///var/run/docker.sock

@@ -123,7 +123,7 @@ def run_build(params, check_mode, client_factory, warn, register_secrets):
     if not models:
         raise MadengineError("No models to build: the models option is empty.")
     secrets = credentials.secret_values(models, extra=[params.get("registry_password")])
-    register_secrets(secrets)
+    register_secrets(credentials.no_log_values(models, extra=[params.get("registry_password")]))
 
     manifest_path = params.get("manifest_path") or os.path.join(mad_root, MANIFEST_NAME)
     check_writable(manifest_path, "manifest_path")

@@ -15,7 +15,9 @@ a model whose ``cred`` is ``X`` gets one build argument ``X_<KEY>`` per key of e
 entry, as in madengine.
 
 Every value that may be secret is collected by :meth:`Credentials.secret_values` so callers can
-scrub logs and register the values with Ansible's ``no_log_values``.
+scrub logs and messages; :meth:`Credentials.no_log_values` is the part of it that is safe to register
+with Ansible's ``no_log_values`` (passwords, tokens and keys, not user names that may be common words
+Ansible would then mask everywhere in the results).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ DOCKERHUB_NAMES = ("", "docker.io", "dockerhub", "index.docker.io", "registry-1.
 DOCKERHUB_ENV = (("MAD_DOCKERHUB_USER", "username"), ("MAD_DOCKERHUB_PASSWORD", "password"),
                  ("MAD_DOCKERHUB_REPO", "repository"))
 MAD_SECRETS_MARKER = "MAD_SECRETS"
+_SECRET_FIELD_MARKERS = ("PASSWORD", "TOKEN", "SECRET", "KEY")
 
 
 def registry_key(registry):
@@ -156,3 +159,24 @@ class Credentials(object):
                 values.update(str(v) for v in entry.values() if isinstance(v, (str, int, float)) and str(v))
         values.update(self.env_secrets.values())
         return sorted(v for v in values if v)
+
+    def no_log_values(self, models=(), extra=()):
+        """The password-like subset of :meth:`secret_values` (field names with PASSWORD, TOKEN, SECRET, KEY)."""
+        values = set(v for v in extra if v)
+        names = set(model.get("cred") or "" for model in models)
+        for name, entry in self.entries.items():
+            if isinstance(entry, dict):
+                items = [entry]
+            elif isinstance(entry, list):
+                items = [item for item in entry if isinstance(item, dict)]
+            else:
+                items = []
+            for item in items:
+                for key, value in item.items():
+                    field = str(key).upper()
+                    if not isinstance(value, (str, int, float)) or not str(value):
+                        continue
+                    if field == "PASSWORD" or (name in names and any(m in field for m in _SECRET_FIELD_MARKERS)):
+                        values.add(str(value))
+        values.update(self.env_secrets.values())
+        return sorted(values)

@@ -231,3 +231,13 @@ def test_duplicate_models_build_once(tree):
     assert len(plans) == 1 and failures == []
     assert p.warnings == ["Image ci-m_cpu.ubuntu of model 'm' is already built for model 'm'; the duplicate is "
                           "skipped."]
+
+
+def test_mad_secrets_environment_becomes_secret_build_args(tree):
+    creds = Credentials({}, None, environ={"MAD_SECRETS_HF_TOKEN": "hf-value-1", "PATH": "/bin"})
+    one = plan_one(tree, model("m", dockerfile="docker/cpu"), creds=creds)
+    two = plan_one(tree, model("m", dockerfile="docker/cpu"),
+                   creds=Credentials({}, None, environ={"MAD_SECRETS_HF_TOKEN": "hf-value-2"}))
+    assert one.all_build_args == {"MAD_SECRETS_HF_TOKEN": "hf-value-1"}
+    assert one.inputs_digest == two.inputs_digest
+    assert "MAD_SECRETS_HF_TOKEN=********" in one.build_command() and "hf-value-1" not in one.build_command()

@@ -94,6 +94,8 @@ def test_credential_file_must_be_an_object(tmp_path):
 def test_secret_values(creds):
     secrets = creds.secret_values([{"name": "m", "cred": "AMD_GITHUB"}], extra=["opt-pass", None])
     assert set(secrets) == {"reg-pass-1", "hub-pass-2", "gh-user", "gh-token-3", "opt-pass"}
+    assert set(creds.no_log_values([{"name": "m", "cred": "AMD_GITHUB"}], extra=["opt-pass"])) == {
+        "reg-pass-1", "hub-pass-2", "gh-token-3", "opt-pass"}
     env_creds = Credentials({}, None, environ={"MAD_SECRETS_HF": "hf-secret", "OTHER": "x"})
     assert env_creds.env_secrets == {"MAD_SECRETS_HF": "hf-secret"}
-    assert env_creds.secret_values() == ["hf-secret"]
+    assert env_creds.secret_values() == ["hf-secret"] == env_creds.no_log_values()
