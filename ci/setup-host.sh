@@ -23,6 +23,8 @@ PKGS="docker.io docker-registry busybox-static cgroupfs-mount curl iproute2 pkg-
 # VM lifecycle: libvirtd + QEMU (software emulation), qcow2 overlays, cloud-init seed ISOs, the test guest's
 # initramfs and UEFI firmware. No kernel package: ci/libvirtd.sh unpacks one without installing it.
 PKGS="$PKGS libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils genisoimage cpio ovmf"
+# htpasswd (bcrypt) for the tests' throwaway registry that requires authentication
+PKGS="$PKGS apache2-utils"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"

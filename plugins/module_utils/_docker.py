@@ -1,0 +1,406 @@
+# -*- coding: utf-8 -*-
+# Copyright: rocm.madengine contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# This module_utils file is PRIVATE to the rocm.madengine collection; its API may change at any time.
+
+"""The one Docker client wrapper of the collection (Docker SDK for Python, docker>=7.1.0).
+
+Every module talks to Docker through :class:`DockerClient`; nothing else imports the SDK directly.
+The SDK import is guarded so that the module files import without it (ansible-test's import sanity
+test); :func:`client_from_module` fails a module with ``missing_required_lib`` when it is absent.
+
+Errors are :class:`DockerError` (a :class:`MadengineError`) carrying one sentence; registry lookups
+tell an absent tag (``None``) from an unreachable registry (:class:`RegistryUnreachable`) and from
+rejected or missing credentials (:class:`RegistryAuthError`).  No method ever puts a credential in
+an exception message.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+
+from ansible.module_utils.basic import env_fallback, missing_required_lib
+
+from ansible_collections.rocm.madengine.plugins.module_utils._common import MadengineError
+
+DOCKER_SDK_MIN_VERSION = (7, 1, 0)
+DOCKER_SDK_REQUIREMENT = "docker>=7.1.0"
+
+try:
+    import docker
+    from docker.errors import APIError, DockerException, NotFound
+    from docker.utils.build import exclude_paths as _sdk_exclude_paths
+
+    HAS_DOCKER_SDK = True
+    DOCKER_SDK_IMPORT_ERROR = None
+except ImportError:  # pragma: no cover - exercised by the import sanity test
+    HAS_DOCKER_SDK = False
+    DOCKER_SDK_IMPORT_ERROR = traceback.format_exc()
+    docker = None
+    _sdk_exclude_paths = None
+
+    class DockerException(Exception):
+        pass
+
+    class APIError(DockerException):
+        status_code = None
+        explanation = None
+
+    class NotFound(APIError):
+        pass
+
+try:
+    from requests.exceptions import RequestException
+except ImportError:  # pragma: no cover - requests comes with the SDK
+    class RequestException(Exception):
+        pass
+
+try:
+    from urllib3.exceptions import HTTPError as Urllib3Error
+except ImportError:  # pragma: no cover - urllib3 comes with the SDK
+    class Urllib3Error(Exception):
+        pass
+
+# What a streamed response can raise when the connection stalls or drops.
+_STREAM_ERRORS = (RequestException, Urllib3Error, OSError)
+
+
+DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+
+# Connection options shared by every module that talks to Docker; documented by the
+# rocm.madengine.docker doc fragment.  Prefixed with docker_ so they never clash with a module's
+# own options (madengine_run has its own `timeout`).
+DOCKER_COMMON_ARGS = dict(
+    docker_host=dict(type="str", default=DEFAULT_DOCKER_HOST, fallback=(env_fallback, ["DOCKER_HOST"])),
+    docker_timeout=dict(type="int", default=60, fallback=(env_fallback, ["DOCKER_TIMEOUT"])),
+    docker_api_version=dict(type="str", default="auto", fallback=(env_fallback, ["DOCKER_API_VERSION"])),
+    docker_tls=dict(type="bool", default=False, fallback=(env_fallback, ["DOCKER_TLS"])),
+    docker_tls_verify=dict(type="bool", default=False, fallback=(env_fallback, ["DOCKER_TLS_VERIFY"])),
+    docker_ca_path=dict(type="path"),
+    docker_client_cert=dict(type="path"),
+    docker_client_key=dict(type="path"),
+)
+
+# Labels every image built by the collection carries.
+LABEL_PREFIX = "org.rocm.madengine."
+CONTENT_KEY_LABEL = LABEL_PREFIX + "content-key"
+
+
+class DockerError(MadengineError):
+    """A Docker engine operation failed; the message is a full sentence."""
+
+
+class RegistryUnreachable(DockerError):
+    """The engine could not reach the registry (connection refused, DNS, TLS ...)."""
+
+
+class RegistryAuthError(DockerError):
+    """The registry refused the request: credentials missing or rejected."""
+
+
+class BuildFailed(DockerError):
+    """``docker build`` failed; ``log`` holds the (already scrubbed) output."""
+
+    def __init__(self, message, log="", timed_out=False):
+        super(BuildFailed, self).__init__(message)
+        self.log = log
+        self.timed_out = timed_out
+
+
+def sdk_version_ok():
+    if not HAS_DOCKER_SDK:
+        return False
+    parts = []
+    for piece in docker.__version__.split(".")[:3]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits or 0))
+    return tuple(parts) >= DOCKER_SDK_MIN_VERSION
+
+
+def scrub(text, secrets):
+    """``text`` with every secret value replaced by ``********``."""
+    if not text or not secrets:
+        return text
+    for secret in sorted(secrets, key=len, reverse=True):
+        if secret:
+            text = text.replace(secret, "********")
+    return text
+
+
+def _error_text(exc):
+    """The engine's explanation of an API error, else the exception text."""
+    explanation = getattr(exc, "explanation", None)
+    if explanation:
+        text = explanation.decode("utf-8", "replace") if isinstance(explanation, bytes) else str(explanation)
+    else:
+        text = str(exc)
+    return text.strip().rstrip(".")
+
+
+_AUTH_MARKERS = ("unauthorized", "authentication required", "no basic auth credentials", "401",
+                 "denied", "incorrect username or password")
+
+
+def _looks_like_auth_error(exc, text):
+    status = getattr(exc, "status_code", None)
+    lowered = text.lower()
+    return status in (401, 403) or any(marker in lowered for marker in _AUTH_MARKERS)
+
+
+def split_reference(ref):
+    """``host:5000/repo/name:tag`` -> (``host:5000/repo/name``, ``tag``); digests and missing tags too."""
+    if "@" in ref:
+        repo, digest = ref.split("@", 1)
+        return repo, digest
+    last = ref.rsplit("/", 1)[-1]
+    if ":" in last:
+        repo, tag = ref.rsplit(":", 1)
+        return repo, tag
+    return ref, "latest"
+
+
+def registry_host(ref):
+    """The registry part of an image reference (``docker.io`` when it names none)."""
+    first = ref.split("/", 1)[0]
+    if "/" in ref and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return "docker.io"
+
+
+class DockerClient(object):
+    """A small, class-based API over the Docker SDK's low-level client.
+
+    Build, tag, push, inspect and registry lookups for madengine_build; later modules add pulls,
+    containers and logs here.
+    """
+
+    def __init__(self, docker_host=DEFAULT_DOCKER_HOST, timeout=60, api_version="auto", tls=False,
+                 tls_verify=False, ca_path=None, client_cert=None, client_key=None):
+        if not HAS_DOCKER_SDK:
+            raise DockerError("The Docker SDK for Python (%s) is not installed." % DOCKER_SDK_REQUIREMENT)
+        self.docker_host = docker_host or DEFAULT_DOCKER_HOST
+        self._options = dict(base_url=self.docker_host, version=api_version or "auto", timeout=timeout)
+        if tls or tls_verify:
+            client_pair = (client_cert, client_key) if client_cert or client_key else None
+            try:
+                self._options["tls"] = docker.tls.TLSConfig(client_cert=client_pair, ca_cert=ca_path,
+                                                            verify=ca_path if tls_verify and ca_path else tls_verify)
+            except DockerException as exc:
+                raise DockerError("The TLS options for the Docker engine at %s are invalid: %s."
+                                  % (self.docker_host, _error_text(exc)))
+        self.api = self._connect()
+
+    @classmethod
+    def from_params(cls, params):
+        """A client from the DOCKER_COMMON_ARGS options of a module."""
+        return cls(docker_host=params.get("docker_host"), timeout=params.get("docker_timeout") or 60,
+                   api_version=params.get("docker_api_version"), tls=params.get("docker_tls"),
+                   tls_verify=params.get("docker_tls_verify"), ca_path=params.get("docker_ca_path"),
+                   client_cert=params.get("docker_client_cert"), client_key=params.get("docker_client_key"))
+
+    def _connect(self):
+        try:
+            return docker.APIClient(**self._options)
+        except (DockerException, RequestException) as exc:
+            raise DockerError("The Docker engine at %s is unreachable: %s." % (self.docker_host, _error_text(exc)))
+
+    def close(self):
+        try:
+            self.api.close()
+        except Exception:  # pylint: disable=broad-except
+            pass
+
+    # ---- images -----------------------------------------------------------------------------
+
+    def image(self, ref):
+        """``docker image inspect`` of ``ref`` as a dict, or None when the engine has no such image."""
+        try:
+            return self.api.inspect_image(ref)
+        except NotFound:
+            return None
+        except (APIError, RequestException) as exc:
+            raise DockerError("Cannot inspect image %s on the Docker engine at %s: %s."
+                              % (ref, self.docker_host, _error_text(exc)))
+
+    def tag(self, image, ref):
+        repository, tag = split_reference(ref)
+        try:
+            self.api.tag(image, repository, tag, force=True)
+        except (APIError, RequestException) as exc:
+            raise DockerError("Cannot tag image %s as %s: %s." % (image, ref, _error_text(exc)))
+
+    def remove_image(self, ref, force=False):
+        """Remove an image; returns False when it was already absent."""
+        try:
+            self.api.remove_image(ref, force=force)
+            return True
+        except NotFound:
+            return False
+        except (APIError, RequestException) as exc:
+            raise DockerError("Cannot remove image %s: %s." % (ref, _error_text(exc)))
+
+    def images(self, label=None):
+        """Image summaries, optionally only those carrying ``label`` (``key`` or ``key=value``)."""
+        filters = {"label": [label]} if label else None
+        try:
+            return self.api.images(filters=filters)
+        except (APIError, RequestException) as exc:
+            raise DockerError("Cannot list images on the Docker engine at %s: %s."
+                              % (self.docker_host, _error_text(exc)))
+
+    def build(self, fileobj, tag, dockerfile, buildargs=None, labels=None, pull=True, nocache=False,
+              network_mode="host", timeout=0, secrets=(), on_line=None):
+        """Build from an uncompressed tar context; returns ``(image_id, log_text)``.
+
+        ``timeout`` (seconds, 0 = none) bounds the whole build: on expiry the connection is closed,
+        which makes the engine cancel the build.  ``secrets`` are scrubbed from the log and from
+        error messages.  Raises :class:`BuildFailed` with the log.
+        """
+        lines = []
+        image_id = None
+        error = None
+        started = time.monotonic()
+        deadline = started + timeout if timeout else None
+
+        def note(text):
+            text = scrub(text, secrets)
+            lines.append(text)
+            if on_line is not None:
+                on_line(text)
+
+        try:
+            stream = self.api.build(
+                fileobj=fileobj, custom_context=True, tag=tag, dockerfile=dockerfile, buildargs=buildargs or {},
+                labels=labels or {}, pull=pull, nocache=nocache, rm=True, forcerm=True, network_mode=network_mode,
+                decode=True, timeout=timeout or None)
+            for chunk in stream:
+                if "stream" in chunk:
+                    note(chunk["stream"])
+                elif "status" in chunk:
+                    note("%s%s\n" % (chunk["status"], (" " + chunk["id"]) if chunk.get("id") else ""))
+                if "aux" in chunk and isinstance(chunk["aux"], dict) and chunk["aux"].get("ID"):
+                    image_id = chunk["aux"]["ID"]
+                if "error" in chunk:
+                    error = scrub(str(chunk.get("error") or "").strip(), secrets)
+                    note("ERROR: %s\n" % error)
+                if deadline is not None and time.monotonic() > deadline:
+                    raise _BuildTimeout()
+        except (_BuildTimeout,) + _STREAM_ERRORS as exc:
+            if deadline is not None and (isinstance(exc, _BuildTimeout) or time.monotonic() >= deadline - 0.5):
+                self._abort()
+                note("ERROR: build timed out after %d s\n" % timeout)
+                raise BuildFailed("the build timed out after %d s" % timeout, "".join(lines), timed_out=True)
+            self._abort()
+            raise BuildFailed("the connection to the Docker engine at %s failed during the build: %s"
+                              % (self.docker_host, scrub(_error_text(exc), secrets)), "".join(lines))
+        except (APIError, DockerException) as exc:
+            raise BuildFailed("the Docker engine rejected the build: %s" % scrub(_error_text(exc), secrets),
+                              "".join(lines))
+        log = "".join(lines)
+        if error:
+            raise BuildFailed(error.splitlines()[-1] if error else "the build failed", log)
+        if not image_id:
+            raise BuildFailed("the Docker engine reported no image id", log)
+        return image_id, log
+
+    def _abort(self):
+        """Drop every connection (cancels a running build) and reconnect."""
+        self.close()
+        self.api = self._connect()
+
+    # ---- registries -------------------------------------------------------------------------
+
+    def login(self, registry, username, password):
+        """Check credentials against ``registry`` through the engine (nothing is written to disk)."""
+        try:
+            self.api.login(username=username, password=password, registry=registry, reauth=True)
+        except (APIError, RequestException, DockerException) as exc:
+            text = scrub(_error_text(exc), [password])
+            if _looks_like_auth_error(exc, text):
+                raise RegistryAuthError("Registry %s rejected the credentials of user '%s': %s."
+                                        % (registry, username, text))
+            raise RegistryUnreachable("Registry %s is unreachable from the Docker engine at %s: %s."
+                                      % (registry, self.docker_host, text))
+
+    def registry_digest(self, ref, auth=None):
+        """The manifest digest ``ref`` has in its registry, or None when the registry has no such tag.
+
+        Raises RegistryUnreachable or RegistryAuthError (messages name the registry).
+        """
+        secrets = [auth.get("password")] if auth else []
+        try:
+            data = self.api.inspect_distribution(ref, auth_config=auth)
+        except NotFound:
+            return None
+        except (APIError, RequestException, DockerException) as exc:
+            text = scrub(_error_text(exc), secrets)
+            host = registry_host(ref)
+            if _looks_like_auth_error(exc, text):
+                raise RegistryAuthError("Registry %s refused access to %s: %s." % (host, ref, text))
+            if "manifest unknown" in text.lower() or "not found" in text.lower():
+                return None
+            raise RegistryUnreachable("Registry %s is unreachable from the Docker engine at %s: %s."
+                                      % (host, self.docker_host, text))
+        return (data.get("Descriptor") or {}).get("digest")
+
+    def push(self, ref, auth=None):
+        """Push ``ref``; returns the manifest digest the registry stored."""
+        repository, tag = split_reference(ref)
+        secrets = [auth.get("password")] if auth else []
+        digest = None
+        try:
+            for chunk in self.api.push(repository, tag, stream=True, decode=True, auth_config=auth):
+                if "error" in chunk:
+                    text = scrub(str(chunk.get("error") or "").strip(), secrets)
+                    if _looks_like_auth_error(None, text):
+                        raise RegistryAuthError("Registry %s refused the push of %s: %s."
+                                                % (registry_host(ref), ref, text))
+                    raise DockerError("Pushing %s failed: %s." % (ref, text))
+                aux = chunk.get("aux")
+                if isinstance(aux, dict) and aux.get("Digest"):
+                    digest = aux["Digest"]
+        except (APIError, RequestException, DockerException) as exc:
+            raise DockerError("Pushing %s failed: %s." % (ref, scrub(_error_text(exc), secrets)))
+        if not digest:
+            raise DockerError("Pushing %s failed: the engine reported no digest." % ref)
+        return digest
+
+    # ---- events -----------------------------------------------------------------------------
+
+    def events(self, since, until, filters=None):
+        """Engine events between two UNIX times (seconds, floats allowed), as dicts."""
+        try:
+            return list(self.api.events(since=since, until=until, filters=filters, decode=True))
+        except (APIError, RequestException) as exc:
+            raise DockerError("Cannot read events of the Docker engine at %s: %s."
+                              % (self.docker_host, _error_text(exc)))
+
+
+class _BuildTimeout(Exception):
+    pass
+
+
+def dockerignore_included(root, patterns):
+    """Paths (files and directories, relative to ``root``) that ``.dockerignore`` ``patterns`` keep."""
+    if not HAS_DOCKER_SDK:
+        raise DockerError("The Docker SDK for Python (%s) is needed to apply .dockerignore files."
+                          % DOCKER_SDK_REQUIREMENT)
+    # exclude_paths() appends an exception for the Dockerfile to the list it is given: pass a copy
+    # and a name no context holds.
+    return _sdk_exclude_paths(root, list(patterns), dockerfile=".madengine-build/Dockerfile")
+
+
+def client_from_module(module):
+    """A DockerClient for an AnsibleModule, or fail_json with a precise reason."""
+    if not HAS_DOCKER_SDK:
+        module.fail_json(msg=missing_required_lib(DOCKER_SDK_REQUIREMENT), exception=DOCKER_SDK_IMPORT_ERROR)
+    if not sdk_version_ok():
+        module.fail_json(msg="The Docker SDK for Python %s is too old; %s is required."
+                         % (docker.__version__, DOCKER_SDK_REQUIREMENT))
+    try:
+        return DockerClient.from_params(module.params)
+    except DockerError as exc:
+        module.fail_json(msg=str(exc))

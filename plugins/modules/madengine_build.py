@@ -1,0 +1,369 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: rocm.madengine contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: madengine_build
+short_description: Build the images of MAD models once, push them and write a madengine build manifest
+version_added: 0.1.0
+description:
+  - Builds one Docker image per selected model and matching Dockerfile (and per target architecture),
+    pushes it to O(registry) when given, and writes a madengine-compatible C(build_manifest.json) that
+    M(rocm.madengine.madengine_run) reads on the GPU nodes.
+  - Dockerfiles are chosen as madengine does, from C(<dockerfile>.*) files whose C(# CONTEXT {...}) header
+    (first 5 lines) agrees with the context; a model with no matching Dockerfile is a failed model with
+    the reason.
+  - Each image also holds the model's scripts directory at C(/madengine/scripts), so a node needs no MAD
+    checkout; the manifest says how to start the script.
+  - Images carry a content key (label C(org.rocm.madengine.content-key)) computed from the Dockerfile,
+    the build-context files it copies, the scripts, the build arguments and the base image digests.
+    An image whose local copy, and registry tag when O(registry) is set, already carry the key is neither
+    built nor pushed, and the task reports no change.
+  - A model that fails does not stop the others; the task fails at the end listing every failure unless
+    O(fail_on_error=false).
+author:
+  - ROCm madengine maintainers (@rocm)
+extends_documentation_fragment:
+  - rocm.madengine.attributes
+  - rocm.madengine.docker
+attributes:
+  check_mode:
+    description: Whether C(--check) is honoured, predicting C(changed) without touching the host.
+    support: full
+    details:
+      - Check mode makes no Docker call. It plans build or reuse from the existing manifest at
+        O(manifest_path), so an image deleted from the engine or a base image updated in its registry
+        since then is not noticed.
+  diff_mode:
+    description: Whether C(--diff) shows what changed or would change.
+    support: none
+  idempotent:
+    description: Whether a second run with the same arguments reports no change.
+    support: full
+    details:
+      - A second run with unchanged inputs builds and pushes nothing and leaves the manifest file untouched.
+      - With O(rebuild=always) every image is rebuilt without the build cache, so the task always changes.
+options:
+  mad_root:
+    description:
+      - Root of the MAD catalogue (the directory holding C(models.json)); Dockerfiles, build contexts and
+        scripts are relative to it.
+    type: path
+    required: true
+  tags:
+    description:
+      - Tags selecting the models, with madengine's grammar (see M(rocm.madengine.madengine_discover)).
+      - Use C(all) to build every model.
+    type: list
+    elements: str
+  models:
+    description:
+      - Models as returned by M(rocm.madengine.madengine_discover)
+        (its RV(rocm.madengine.madengine_discover#module:models)).
+    type: list
+    elements: dict
+  additional_context:
+    description:
+      - The madengine additional context, as a dict, or as a string holding a JSON object or a Python dict literal.
+      - Its keys override those of O(additional_context_file).
+      - C(gpu_vendor) (C(AMD), C(NVIDIA) or C(NONE) for CPU-only nodes; default C(AMD)) and C(guest_os)
+        (C(UBUNTU) or C(CENTOS); default C(UBUNTU)) select Dockerfiles; C(docker_build_arg) gives build arguments.
+    type: raw
+  additional_context_file:
+    description:
+      - JSON file holding an additional context object; read first, O(additional_context) overrides its keys.
+    type: path
+  registry:
+    description:
+      - Registry to push to, as C(host[:port]) optionally followed by C(/namespace); C(docker.io) or
+        C(dockerhub) for Docker Hub.
+      - Images are pushed as C(<registry>/<image>), or C(<registry>/<repository>:<image>) when the
+        credential entry of the registry has a C(repository).
+    type: str
+  credential_file:
+    description:
+      - madengine C(credential.json). The entry keyed by O(registry) (C(dockerhub) for Docker Hub) gives
+        C(username) and C(password) to push; the entry named by a model's C(cred) becomes build arguments
+        C(<CRED>_<KEY>).
+      - Its values never appear in results, the manifest or the build logs.
+    type: path
+  registry_username:
+    description:
+      - User name for O(registry); overrides O(credential_file). Requires O(registry_password).
+    type: str
+  registry_password:
+    description:
+      - Password or token for O(registry_username).
+    type: str
+  manifest_path:
+    description:
+      - Where the build manifest is written (atomically). Default C(<mad_root>/build_manifest.json).
+      - The file is left untouched when its content would not change.
+    type: path
+  log_dir:
+    description:
+      - Directory of the build logs C(<model>_<dockerfile stem>.build.live.log).
+      - Default the directory of O(manifest_path).
+    type: path
+  rebuild:
+    description:
+      - V(never) builds an image only when its content key changed or the engine lacks it.
+      - V(always) rebuilds every image without the build cache (C(--no-cache)).
+    type: str
+    choices: [never, always]
+    default: never
+  target_archs:
+    description:
+      - GPU architectures (for example C(gfx942), C(gfx90a)). Each Dockerfile is built once per
+        architecture with build argument C(MAD_SYSTEM_GPU_ARCHITECTURE) and the image name suffixed C(_<arch>).
+      - Ignored when the context sets C(docker_build_arg.MAD_SYSTEM_GPU_ARCHITECTURE).
+    type: list
+    elements: str
+    default: []
+  pull:
+    description:
+      - Always look for a newer base image in its registry (C(docker build --pull)), as madengine does.
+      - With V(false) a base image already in the engine is used as it is.
+    type: bool
+    default: true
+  image_prefix:
+    description:
+      - Prefix of the image names; madengine uses C(ci-).
+    type: str
+    default: ci-
+  labels:
+    description:
+      - Extra labels for every image.
+    type: dict
+    default: {}
+  build_network:
+    description:
+      - Network mode of the build containers (madengine uses C(host)).
+    type: str
+    default: host
+  build_timeout:
+    description:
+      - Seconds one image build may take; C(0) means no limit. A build that takes longer fails its model.
+    type: int
+    default: 0
+  fail_on_error:
+    description:
+      - Fail the task at the end when any model failed to build or push.
+      - With V(false) the task succeeds and the failures are only listed in RV(failures).
+    type: bool
+    default: true
+notes:
+  - Images are built by the engine's builder through the Engine API; Dockerfile features that need
+    BuildKit (named build contexts, C(RUN --mount), heredocs) are not available.
+  - Build arguments are recorded in the image history by the builder. Values of C(cred) build
+    arguments therefore reach the image (and the registry when pushed), as with madengine; they never
+    reach results, manifest or logs.
+seealso:
+  - module: rocm.madengine.madengine_discover
+  - module: rocm.madengine.madengine_run
+"""
+
+EXAMPLES = r"""
+---
+- name: Build the smoke models for CPU-only nodes and push them to the local registry
+  rocm.madengine.madengine_build:
+    mad_root: /srv/MAD
+    tags: [smoke]
+    additional_context:
+      gpu_vendor: NONE
+      guest_os: UBUNTU
+    registry: localhost:5000
+    manifest_path: /srv/results/build_manifest.json
+  register: build
+
+- name: Show what was built and what was reused
+  ansible.builtin.debug:
+    msg: "built {{ build.built }}, reused {{ build.reused }}"
+
+- name: Build models selected earlier, one image per MI300X and MI200 architecture
+  rocm.madengine.madengine_build:
+    mad_root: /srv/MAD
+    models: "{{ discovered.models }}"
+    additional_context_file: /srv/MAD/ctx_amd.json
+    target_archs: [gfx942, gfx90a]
+    registry: registry.example.com:5000/mad
+    credential_file: /srv/secrets/credential.json
+
+- name: Rebuild everything from scratch and keep going past failures
+  rocm.madengine.madengine_build:
+    mad_root: /srv/MAD
+    tags: [all]
+    rebuild: always
+    fail_on_error: false
+  register: rebuilt
+"""
+
+RETURN = r"""
+manifest:
+  description:
+    - The build manifest, as written to RV(manifest_path) (predicted in check mode).
+    - madengine's keys C(built_images), C(built_models), C(context), C(credentials_required), C(registry),
+      C(summary), C(deployment_config), C(push_failures), plus C(generator).
+    - Each C(built_images) entry has madengine's C(model), C(docker_image), C(dockerfile), C(base_docker),
+      C(docker_sha), C(build_duration), C(build_command), C(log_file), C(gpu_vendor), C(gpu_architecture),
+      C(registry), C(registry_image), C(push_error), and C(image_id), C(content_key), C(inputs_digest),
+      C(base_images), C(registry_digest), C(build_context), C(scripts).
+  returned: always
+  type: dict
+  sample:
+    built_images:
+      ci-dummy_cpu.ubuntu:
+        model: dummy
+        docker_image: ci-dummy_cpu.ubuntu
+        dockerfile: docker/cpu.ubuntu.Dockerfile
+        base_docker: localhost:5000/mad-base:busybox
+        docker_sha: "sha256:cb2023567bef1ae50beb60a6ed258516a866303ad491ded0268441c627bfb962"
+        build_duration: 0.41
+        build_command: docker build --network=host -t ci-dummy_cpu.ubuntu --pull -f docker/cpu.ubuntu.Dockerfile docker
+        log_file: /srv/results/dummy_cpu.ubuntu.build.live.log
+        gpu_vendor: ""
+        registry: localhost:5000
+        registry_image: localhost:5000/ci-dummy_cpu.ubuntu
+        image_id: "sha256:5f0c8a4c0f41c7d3d5e2b1d8a3e6f3a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3"
+        content_key: "sha256:1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d"
+        inputs_digest: "sha256:9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b"
+        base_images:
+          localhost:5000/mad-base:busybox: "sha256:cb2023567bef1ae50beb60a6ed258516a866303ad491ded0268441c627bfb962"
+        registry_digest: >-
+          localhost:5000/ci-dummy_cpu.ubuntu@sha256:0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c
+        build_context: docker
+        scripts:
+          source_dir: scripts/sample
+          image_dir: /madengine/scripts
+          entry: run.sh
+          runner: bash
+          command: bash run.sh
+    summary:
+      successful_builds: []
+      failed_builds: []
+      total_build_time: 0.41
+      successful_pushes: []
+      failed_pushes: []
+manifest_path:
+  description: Absolute path of the manifest.
+  returned: always
+  type: str
+  sample: /srv/results/build_manifest.json
+manifest_changed:
+  description: Whether the manifest file was (or in check mode would be) rewritten.
+  returned: always
+  type: bool
+  sample: false
+built:
+  description: Images built by this run (in check mode, the images that would be built).
+  returned: always
+  type: list
+  elements: str
+  sample: [ci-dummy_cpu.ubuntu]
+reused:
+  description: Images whose existing copy already carried their content key (in check mode, predicted).
+  returned: always
+  type: list
+  elements: str
+  sample: [ci-dummy2_model1_cpu.ubuntu]
+pushed:
+  description: Registry images pushed by this run (in check mode, the pushes planned).
+  returned: always
+  type: list
+  elements: str
+  sample: [localhost:5000/ci-dummy_cpu.ubuntu]
+failures:
+  description:
+    - One item per failure (Ansible's own C(failed) is the task status).
+    - C(stage) is C(plan) (no Dockerfile, missing credential, bad path ...), C(build) or C(push);
+      C(error) is a sentence naming the model.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - model: dummy_broken
+      image: ci-dummy_broken_broken.ubuntu
+      dockerfile: docker/broken.ubuntu.Dockerfile
+      stage: build
+      error: >-
+        Model 'dummy_broken': building ci-dummy_broken_broken.ubuntu from docker/broken.ubuntu.Dockerfile failed:
+        The command '/bin/sh -c exit 3' returned a non-zero code: 3.
+      log_file: /srv/results/dummy_broken_broken.ubuntu.build.live.log
+images:
+  description:
+    - One item per planned image with C(action) (C(built), C(reused), C(failed); in check mode C(build) or
+      C(reuse)), C(reason), C(content_key), C(image_id), C(build_duration) and, with a registry,
+      C(registry_image), C(push) (a push was needed or is planned), C(pushed) and C(registry_digest).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - model: dummy
+      image: ci-dummy_cpu.ubuntu
+      dockerfile: docker/cpu.ubuntu.Dockerfile
+      action: reused
+      reason: the local image carries the content key
+      content_key: "sha256:1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d"
+      image_id: "sha256:5f0c8a4c0f41c7d3d5e2b1d8a3e6f3a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3"
+      build_duration: 0.0
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.rocm.madengine.plugins.module_utils._build_task import run_build
+from ansible_collections.rocm.madengine.plugins.module_utils._common import MadengineError
+from ansible_collections.rocm.madengine.plugins.module_utils._docker import DOCKER_COMMON_ARGS, client_from_module
+
+
+def main():
+    argument_spec = dict(
+        mad_root=dict(type="path", required=True),
+        tags=dict(type="list", elements="str"),
+        models=dict(type="list", elements="dict"),
+        additional_context=dict(type="raw"),
+        additional_context_file=dict(type="path"),
+        registry=dict(type="str"),
+        credential_file=dict(type="path"),
+        registry_username=dict(type="str"),
+        registry_password=dict(type="str", no_log=True),
+        manifest_path=dict(type="path"),
+        log_dir=dict(type="path"),
+        rebuild=dict(type="str", choices=["never", "always"], default="never"),
+        target_archs=dict(type="list", elements="str", default=[]),
+        pull=dict(type="bool", default=True),
+        image_prefix=dict(type="str", default="ci-"),
+        labels=dict(type="dict", default={}),
+        build_network=dict(type="str", default="host"),
+        build_timeout=dict(type="int", default=0),
+        fail_on_error=dict(type="bool", default=True),
+    )
+    argument_spec.update(DOCKER_COMMON_ARGS)
+    module = AnsibleModule(
+        argument_spec=argument_spec,
+        mutually_exclusive=[("tags", "models")],
+        required_one_of=[("tags", "models")],
+        required_together=[("registry_username", "registry_password")],
+        supports_check_mode=True,
+    )
+
+    def register_secrets(values):
+        module.no_log_values.update(values)
+
+    try:
+        result = run_build(module.params, module.check_mode, lambda: client_from_module(module), module.warn,
+                           register_secrets)
+    except MadengineError as exc:
+        module.fail_json(msg=str(exc))
+    failures = result["failures"]
+    if failures and module.params["fail_on_error"]:
+        module.fail_json(msg="%d failure(s): %s" % (len(failures), " ".join(f["error"] for f in failures)), **result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
