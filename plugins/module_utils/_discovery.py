@@ -39,6 +39,7 @@ from ansible_collections.rocm.madengine.plugins.module_utils._custom_model impor
 )
 
 _PATH_FIELDS = ("dockerfile", "scripts")
+_NUMBER_FIELDS = frozenset(("n_gpus", "timeout"))
 
 ROOT_MODELS = "models.json"
 DIR_MODELS = "models.json"
@@ -96,15 +97,37 @@ class Catalogue(object):
     that defines them.
     """
 
-    def __init__(self, mad_root, entries, by_name, sources):
+    def __init__(self, mad_root, entries, segments):
         self.mad_root = mad_root
         self.entries = entries
-        self.by_name = by_name
-        self.sources = sources
+        self.by_name = dict((e["name"], e) for e in entries)
+        self._segments = segments  # (file, number of entries) in the order of ``entries``
+
+    @property
+    def sources(self):
+        names = iter(self.entries)
+        found = {}
+        for path, count in self._segments:
+            for _ in range(count):
+                found.setdefault(next(names)["name"], path)
+        return found
 
     @property
     def names(self):
         return [e["name"] for e in self.entries]
+
+    def check_unique(self):
+        if len(self.by_name) == len(self.entries):
+            return
+        seen = {}
+        names = iter(self.entries)
+        for path, count in self._segments:
+            for _ in range(count):
+                name = next(names)["name"]
+                if name in seen:
+                    where = ("twice in %s" % path) if seen[name] == path else ("in %s and in %s" % (seen[name], path))
+                    raise MadengineError("Model '%s' is defined %s." % (name, where))
+                seen[name] = path
 
 
 def _has_tag(tags, tag):
@@ -114,17 +137,20 @@ def _has_tag(tags, tag):
 
 
 def _check_types(entry, source, position):
-    """Validate one catalogue entry; ``position`` is its 1-based index or a label for messages."""
+    """Validate one catalogue entry; ``position`` is its 1-based index or a label for messages.
+
+    This runs once per model of the catalogue, so the common case (a string) is tested first and
+    with an exact type check.
+    """
     name = entry.get("name")
-    if not isinstance(name, str) or not name.strip():
+    if type(name) is not str or not name or name.isspace():  # pylint: disable=unidiomatic-typecheck
         label = ("entry %d" % position) if isinstance(position, int) else position
         raise MadengineError("%s: %s has no 'name' (a non-empty string is required)." % (source, label))
     if ":" in name:
         raise MadengineError("%s: model name '%s' contains ':', which the tag grammar reserves for "
                              "arguments; rename the model." % (source, name))
     for field, value in entry.items():
-        # Strings are the common case; only other values need a closer look.
-        if value is None or isinstance(value, str):
+        if type(value) is str or value is None:  # pylint: disable=unidiomatic-typecheck
             continue
         if field == "tags":
             if _is_str_list(value):
@@ -134,7 +160,7 @@ def _check_types(entry, source, position):
         if field in _STRING_FIELDS:
             raise MadengineError("%s: model '%s' field '%s' must be a string, not %s."
                                  % (source, name, field, type(value).__name__))
-        if field in ("n_gpus", "timeout") and (isinstance(value, bool) or not isinstance(value, int)):
+        if field in _NUMBER_FIELDS and (isinstance(value, bool) or not isinstance(value, int)):
             raise MadengineError("%s: model '%s' field '%s' must be an integer or a string of one, not %s."
                                  % (source, name, field, type(value).__name__))
 
@@ -214,9 +240,9 @@ def discover(mad_root):
         raise MadengineError("mad_root %s has no %s; a MAD catalogue needs one at its root."
                              % (mad_root, ROOT_MODELS))
     entries = _read_static(root_file, root_file, None)
-    sources = dict.fromkeys((e["name"] for e in entries), root_file)
+    segments = [(root_file, len(entries))]
     scripts_dir = os.path.join(mad_root, "scripts")
-    custom = []
+    custom, custom_segments = [], []
     if os.path.isdir(scripts_dir):
         with os.scandir(scripts_dir) as listing:
             dirnames = sorted(item.name for item in listing if item.is_dir())
@@ -230,26 +256,15 @@ def discover(mad_root):
                 path = os.path.join(directory, DIR_MODELS)
                 found = _read_static(path, path, dirname)
                 entries.extend(found)
+                segments.append((path, len(found)))
             elif has_script:
                 path = os.path.join(directory, DIR_SCRIPT)
                 found = _read_custom(path, path, dirname)
                 custom.extend(found)
-            else:
-                continue
-            for entry in found:
-                name = entry["name"]
-                if name in sources:
-                    raise MadengineError("Model '%s' is defined twice: in %s and in %s." % (name, sources[name], path))
-                sources[name] = path
-    entries.extend(custom)
-    by_name = dict((e["name"], e) for e in entries)
-    if len(by_name) != len(entries):  # a name repeated inside the root models.json
-        seen = set()
-        for entry in entries:
-            if entry["name"] in seen:
-                raise MadengineError("Model '%s' is defined twice in %s." % (entry["name"], root_file))
-            seen.add(entry["name"])
-    return Catalogue(mad_root, entries, by_name, sources)
+                custom_segments.append((path, len(found)))
+    catalogue = Catalogue(mad_root, entries + custom, segments + custom_segments)
+    catalogue.check_unique()
+    return catalogue
 
 
 class TagSelector(object):
@@ -320,6 +335,8 @@ def _suggest(catalogue, selector):
 def select(catalogue, tags):
     """Models selected by ``tags`` (all models when empty), as catalogue dicts with augmented ``args``.
 
+    The dicts are the catalogue's own unless tag arguments changed them: copy one before changing it.
+
     Returns ``(models, notes)``; ``notes`` lists duplicates that were dropped.
     """
     flat = split_tags(tags) or ["all"]
@@ -343,8 +360,9 @@ def select(catalogue, tags):
                                  "first selection (%r) is kept." % (name, spec.raw, spec.extra_args, chosen[name]))
                 continue
             chosen[name] = spec.extra_args
-            model = dict(entry.resolve() if isinstance(entry, CustomEntry) else entry)
+            model = entry.resolve() if isinstance(entry, CustomEntry) else entry
             if spec.extra_args:
+                model = dict(model)
                 model["args"] = (model.get("args") or "") + spec.extra_args
             selected.append(model)
     return selected, notes
