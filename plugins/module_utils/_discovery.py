@@ -108,7 +108,7 @@ class Catalogue(object):
         names = iter(self.entries)
         found = {}
         for path, count in self._segments:
-            for _ in range(count):
+            for _unused in range(count):
                 found.setdefault(next(names)["name"], path)
         return found
 
@@ -122,7 +122,7 @@ class Catalogue(object):
         seen = {}
         names = iter(self.entries)
         for path, count in self._segments:
-            for _ in range(count):
+            for _unused in range(count):
                 name = next(names)["name"]
                 if name in seen:
                     where = ("twice in %s" % path) if seen[name] == path else ("in %s and in %s" % (seen[name], path))
