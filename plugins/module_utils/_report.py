@@ -124,6 +124,9 @@ def normalise_results(results):
         clean = []
         absent = set()
         for position, row in enumerate(rows, 1):
+            if not isinstance(row, dict):
+                raise MadengineError("Row %d of node %s is %s, not a mapping of column to value."
+                                     % (position, host, _describe(row)))
             # Rows from madengine_run already hold every column as text: keep them as they are.
             missing = _COLUMN_SET.difference(row)
             if not missing and row["status"] in STATUSES and row["model"].strip() and all(
@@ -133,9 +136,6 @@ def normalise_results(results):
                     fields["host"] = str(host)
                 clean.append(fields)
                 continue
-            if not isinstance(row, dict):
-                raise MadengineError("Row %d of node %s is %s, not a mapping of column to value."
-                                     % (position, host, _describe(row)))
             for column in REQUIRED:
                 value = row.get(column)
                 if value is None or (isinstance(value, str) and not value.strip()):
@@ -146,7 +146,7 @@ def normalise_results(results):
             absent.update(missing)
             fields = dict((str(key), value) for key, value in row.items())
             if not fields.get("host"):
-                fields["host"] = host
+                fields["host"] = str(host)
             clean.append(make_row(**fields))
         if absent:
             notes.append("Rows of node %s lack the columns %s; they are left empty."

@@ -127,6 +127,7 @@ def test_rows_missing_columns_are_completed_and_noted():
     ({"node7": "oops"}, "The results of node node7 are a str, not a list of rows."),
     ({"node7": {"model": "x"}}, "The results of node node7 are a dict, not a list of rows."),
     ({"node7": [["dummy"]]}, "Row 1 of node node7 is a list, not a mapping of column to value."),
+    ({"node7": [3]}, "Row 1 of node node7 is a int, not a mapping of column to value."),
     ({"node7": [{"status": "SUCCESS"}]}, "Row 1 of node node7 has no 'model' column."),
     ({"node7": [{"model": "a", "status": "SUCCESS"}, {"model": "b"}]}, "Row 2 of node node7 has no 'status' column."),
     ({"node7": [{"model": "a", "status": " "}]}, "Row 1 of node node7 has no 'status' column."),
