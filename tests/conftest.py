@@ -145,10 +145,10 @@ def run_playbook(playbook, inventory="localhost,", extra_vars=None, check=False,
 
 
 def task_results(parsed, task_name):
-    """Per-host results of the task called ``task_name`` in json-callback output."""
+    """Per-host results of the task called ``task_name`` (in a role: ``<role> : <name>``) in json-callback output."""
     found = {}
     for play in parsed.get("plays", []):
         for task in play.get("tasks", []):
-            if task["task"]["name"] == task_name:
+            if task["task"]["name"] == task_name or task["task"]["name"].endswith(" : " + task_name):
                 found.update(task["hosts"])
     return found

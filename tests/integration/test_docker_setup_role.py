@@ -1,0 +1,345 @@
+"""The docker_setup role through ansible-playbook, from the installed collection, on real engines.
+
+Engine tests start a second dockerd of their own (own socket, data root, pid file and daemon.json, the
+way a GPU node without systemd gets one), so the machine's shared engine is never reloaded or
+restarted. Everything a test starts is stopped by its pid, and removed, when the test ends.
+"""
+
+from __future__ import annotations
+
+import grp
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+import uuid
+
+import docker
+import pytest
+from conftest import BASE_IMAGE, REGISTRY, run_playbook, task_results
+
+PLAYBOOK = os.path.join(os.path.dirname(__file__), "playbooks", "docker_setup.yml")
+SHARED_ENGINE = "unix:///var/run/docker.sock"
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def stop_pid(pidfile):
+    try:
+        with open(pidfile) as handle:
+            pid = int(handle.read().strip())
+    except (OSError, ValueError):
+        return
+    try:
+        os.kill(pid, 15)
+    except ProcessLookupError:
+        return
+    for _attempt in range(60):
+        if not os.path.exists("/proc/%d" % pid):
+            return
+        time.sleep(0.5)
+    os.kill(pid, 9)
+
+
+def read_pid(pidfile):
+    with open(pidfile) as handle:
+        return int(handle.read().strip())
+
+
+@pytest.fixture
+def node(tmp_path):
+    """A directory for one node's own engine; whatever the role starts there is stopped afterwards."""
+    base = "/run/mdt-%s" % uuid.uuid4().hex[:8]  # short: unix socket paths are limited to 107 bytes
+    os.makedirs(base)
+    info = {
+        "dir": base,
+        "host": "unix://%s/docker.sock" % base,
+        "vars": {
+            "docker_setup_docker_host": "unix://%s/docker.sock" % base,
+            "docker_setup_pidfile": base + "/docker.pid",
+            "docker_setup_daemon_json": base + "/daemon.json",
+            "docker_setup_dockerd_log": base + "/dockerd.log",
+            "docker_setup_dockerd_args": ["--data-root", base + "/data", "--exec-root", base + "/exec",
+                                          "--bridge=none", "--iptables=false", "--ip-masq=false",
+                                          "--ip-forward=false"],
+            "docker_setup_install_engine": False,
+            "docker_setup_gpu_vendor": "NONE",
+        },
+    }
+    yield info
+    try:
+        client = docker.DockerClient(base_url=info["host"], timeout=10)
+        for container in client.containers.list(all=True):
+            container.remove(force=True)
+    except docker.errors.DockerException:
+        pass
+    stop_pid(base + "/docker.pid")
+    stop_pid(base + "/registry.pid")
+    with open("/proc/self/mounts") as handle:
+        mounts = [line.split()[1] for line in handle if line.split()[1].startswith(base + "/")]
+    for mount in sorted(mounts, reverse=True):
+        subprocess.run(["umount", "-l", mount], check=False)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def play(extra, check=False):
+    return run_playbook(PLAYBOOK, inventory="localhost,", extra_vars=dict(extra, ansible_connection="local"),
+                        check=check)
+
+
+def changed_tasks(parsed):
+    names = []
+    for play_ in parsed["plays"]:
+        for task in play_["tasks"]:
+            if any(result.get("changed") for result in task["hosts"].values()):
+                names.append(task["task"]["name"].split(" : ", 1)[-1])
+    return names
+
+
+def test_background_engine_is_started_trusts_registries_and_is_reloaded_not_restarted(node):
+    settings = dict(node["vars"], docker_setup_gpu_vendor="NVIDIA", docker_setup_nvidia_packages=[],
+                    docker_setup_insecure_registries=["registry.invalid:5000", "localhost:5000", "127.0.0.1:5000"])
+    rc, parsed, log = play(settings)
+    assert rc == 0, log
+    assert changed_tasks(parsed) == ["Write daemon.json", "Start dockerd detached, logging to %s/dockerd.log"
+                                     % node["dir"]]
+    pid = read_pid(node["dir"] + "/docker.pid")
+    with open(node["dir"] + "/daemon.json") as handle:
+        assert json.load(handle) == {"insecure-registries": ["registry.invalid:5000"],
+                                     "runtimes": {"nvidia": {"path": "nvidia-container-runtime",
+                                                             "runtimeArgs": []}}}
+    client = docker.DockerClient(base_url=node["host"], timeout=30)
+    info = client.info()
+    assert info["RegistryConfig"]["IndexConfigs"]["registry.invalid:5000"]["Secure"] is False
+    assert "nvidia" in info["Runtimes"]
+    # the node's own engine pulls from the loopback registry for real
+    client.images.pull(BASE_IMAGE)
+    assert client.images.get(BASE_IMAGE).id
+
+    # Again: nothing to do, the running engine is reused.
+    rc, parsed, log = play(settings)
+    assert rc == 0 and changed_tasks(parsed) == [], log
+    assert read_pid(node["dir"] + "/docker.pid") == pid
+
+    # Check mode predicts the change and touches nothing.
+    more = dict(settings, docker_setup_insecure_registries=["registry.invalid:5000", "other.invalid:5001"])
+    before = open(node["dir"] + "/daemon.json").read()
+    rc, parsed, log = play(more, check=True)
+    assert rc == 0 and changed_tasks(parsed) == ["Write daemon.json"], log
+    assert open(node["dir"] + "/daemon.json").read() == before
+
+    # A new registry is applied with a reload: same process, containers keep running.
+    runner = client.containers.run(BASE_IMAGE, ["sleep", "300"], detach=True, network_mode="none")
+    rc, parsed, log = play(more)
+    assert rc == 0, log
+    assert changed_tasks(parsed) == [
+        "Write daemon.json", "Reload the background dockerd (SIGHUP re-reads daemon.json; containers keep running)"]
+    assert read_pid(node["dir"] + "/docker.pid") == pid
+    assert client.info()["RegistryConfig"]["IndexConfigs"]["other.invalid:5001"]["Secure"] is False
+    runner.reload()
+    assert runner.status == "running"
+
+    # A key Docker cannot reload is refused unless restarts are allowed ...
+    restart = dict(more, docker_setup_daemon_options={"shutdown-timeout": 5, "storage-driver": "overlay2"})
+    rc, parsed, log = play(restart)
+    assert rc != 0
+    refused = task_results(parsed, "Refuse changes that need an engine restart unless restarts are allowed")
+    assert refused["localhost"]["msg"] == (
+        "Applying storage-driver in %s/daemon.json needs a restart of the Docker engine on localhost, which "
+        "stops running containers; set docker_setup_allow_restart: true to allow it." % node["dir"])
+    assert read_pid(node["dir"] + "/docker.pid") == pid
+
+    # ... and then the engine is restarted with it.
+    rc, parsed, log = play(dict(restart, docker_setup_allow_restart=True))
+    assert rc == 0, log
+    assert "Stop dockerd" in changed_tasks(parsed)
+    new_pid = read_pid(node["dir"] + "/docker.pid")
+    assert new_pid != pid and not os.path.exists("/proc/%d" % pid)
+    assert docker.DockerClient(base_url=node["host"], timeout=30).info()["Driver"] == "overlay2"
+
+
+def test_check_mode_on_a_node_without_a_running_engine_starts_nothing(node):
+    rc, parsed, log = play(dict(node["vars"], docker_setup_insecure_registries=["registry.invalid:5000"]), check=True)
+    assert rc == 0, log
+    assert changed_tasks(parsed) == ["Write daemon.json", "Report that dockerd would be started"]
+    assert sorted(os.listdir(node["dir"])) == []
+
+
+def test_daemon_json_that_is_not_json_is_named(node):
+    with open(node["dir"] + "/daemon.json", "w") as handle:
+        handle.write("{oops")
+    rc, parsed, _log = play(node["vars"])
+    assert rc != 0
+    failed = task_results(parsed, "Report a daemon.json that is not JSON")["localhost"]
+    assert failed["msg"] == "%s/daemon.json is not valid JSON; fix or remove it before running docker_setup." % (
+        node["dir"])
+    assert not os.path.exists(node["dir"] + "/docker.pid")
+
+
+def test_engine_that_does_not_answer_on_tcp_is_reported(node):
+    rc, parsed, _log = play(dict(node["vars"], docker_setup_docker_host="tcp://127.0.0.1:%d" % free_port()))
+    assert rc != 0
+    failed = task_results(parsed, "Check that the engine can be started here")["localhost"]
+    assert failed["msg"].startswith("The Docker engine at tcp://127.0.0.1:")
+    assert "the role only starts engines that listen on a unix:// socket" in failed["msg"]
+
+
+def test_distribution_registry_runs_in_the_background_and_is_reused(node, tmp_path):
+    port = free_port()
+    settings = dict(node["vars"], docker_setup_docker_host=SHARED_ENGINE,
+                    docker_setup_daemon_json=str(tmp_path / "daemon.json"),
+                    docker_setup_insecure_registries=[],
+                    docker_setup_registry_enabled=True, docker_setup_registry_method="package",
+                    docker_setup_registry_listen="127.0.0.1:%d" % port,
+                    docker_setup_registry_storage=node["dir"] + "/registry",
+                    docker_setup_registry_config=node["dir"] + "/registry/config.yml",
+                    docker_setup_registry_log=node["dir"] + "/registry.log",
+                    docker_setup_registry_pidfile=node["dir"] + "/registry.pid")
+    rc, parsed, log = play(settings)
+    assert rc == 0, log
+    assert changed_tasks(parsed) == ["Make the registry directories", "Configure the registry",
+                                     "Start the registry detached, logging to %s/registry.log" % node["dir"]]
+    assert urllib.request.urlopen("http://127.0.0.1:%d/v2/" % port, timeout=5).status == 200
+    # the shared engine pushes to it (a loopback registry needs no trust)
+    client = docker.DockerClient(base_url=SHARED_ENGINE, timeout=60)
+    image = client.images.get(BASE_IMAGE)
+    target = "127.0.0.1:%d/mdt/base" % port
+    image.tag(target, "v1")
+    try:
+        client.images.push(target, tag="v1")
+        catalog = json.load(urllib.request.urlopen("http://127.0.0.1:%d/v2/_catalog" % port, timeout=5))
+        assert catalog == {"repositories": ["mdt/base"]}
+    finally:
+        client.images.remove(target + ":v1")
+    rc, parsed, log = play(settings)
+    assert rc == 0 and changed_tasks(parsed) == [], log
+    assert not (tmp_path / "daemon.json").exists()
+
+
+def _registry_image(tmp_path, tag):
+    """A registry image made from this machine's Debian registry binary (no image pull from anywhere)."""
+    context = tmp_path / "ctx"
+    context.mkdir()
+    binary = shutil.which("docker-registry")
+    shutil.copy(binary, context / "docker-registry")
+    copies = []
+    for line in subprocess.run(["ldd", binary], check=True, capture_output=True, text=True).stdout.splitlines():
+        path = [part for part in line.split() if part.startswith("/")]
+        if path:
+            shutil.copy(path[0], context / os.path.basename(path[0]))
+            copies.append("COPY %s %s" % (os.path.basename(path[0]), path[0]))
+    (context / "config.yml").write_text("version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /var/lib/registry\n"
+                                        "http:\n  addr: :5000\n")
+    (context / "Dockerfile").write_text("\n".join(
+        ["FROM %s" % BASE_IMAGE, "COPY docker-registry /usr/bin/docker-registry"] + copies
+        + ["COPY config.yml /etc/docker/registry/config.yml",
+           'ENTRYPOINT ["/usr/bin/docker-registry", "serve", "/etc/docker/registry/config.yml"]']) + "\n")
+    client = docker.DockerClient(base_url=SHARED_ENGINE, timeout=120)
+    client.images.build(path=str(context), tag=tag, network_mode="host", rm=True)
+    return client
+
+
+def test_registry_container_is_created_started_and_left_alone(node, tmp_path):
+    unique = uuid.uuid4().hex[:8]
+    tag = "%s/mdt-%s/registry:test" % (REGISTRY, unique)
+    name = "mdt-registry-%s" % unique
+    port = free_port()
+    client = _registry_image(tmp_path, tag)
+    settings = dict(node["vars"], docker_setup_docker_host=SHARED_ENGINE,
+                    docker_setup_daemon_json=str(tmp_path / "daemon.json"), docker_setup_insecure_registries=[],
+                    docker_setup_registry_enabled=True, docker_setup_registry_method="container",
+                    docker_setup_registry_image=tag, docker_setup_registry_container=name,
+                    docker_setup_registry_listen="127.0.0.1:%d" % port,
+                    docker_setup_registry_storage=node["dir"] + "/registry")
+    try:
+        rc, parsed, log = play(settings)
+        assert rc == 0, log
+        assert changed_tasks(parsed) == ["Make the registry storage directory",
+                                         "Create and start the registry container"]
+        assert urllib.request.urlopen("http://127.0.0.1:%d/v2/" % port, timeout=5).status == 200
+        container = client.containers.get(name)
+        assert container.attrs["HostConfig"]["RestartPolicy"]["Name"] == "always"
+        rc, parsed, log = play(settings)
+        assert rc == 0 and changed_tasks(parsed) == [], log
+        container.stop(timeout=1)
+        rc, parsed, log = play(settings)
+        assert rc == 0 and changed_tasks(parsed) == ["Start the stopped registry container"], log
+        assert urllib.request.urlopen("http://127.0.0.1:%d/v2/" % port, timeout=5).status == 200
+    finally:
+        try:
+            client.containers.get(name).remove(force=True)
+        except docker.errors.NotFound:
+            pass
+        client.images.remove(tag, force=True)
+
+
+def test_amd_node_gets_groups_and_udev_rules(node, tmp_path):
+    (tmp_path / "kfd").write_text("")
+    (tmp_path / "dri").mkdir()
+    group = "mdt%s" % uuid.uuid4().hex[:6]
+    settings = dict(node["vars"], docker_setup_docker_host=SHARED_ENGINE,
+                    docker_setup_daemon_json=str(tmp_path / "daemon.json"), docker_setup_insecure_registries=[],
+                    docker_setup_gpu_vendor="AMD",
+                    docker_setup_amd_devices=[str(tmp_path / "kfd"), str(tmp_path / "dri")],
+                    docker_setup_amd_groups=["video", group], docker_setup_amd_device_group=group,
+                    docker_setup_amd_udev_rules_path=str(tmp_path / "70-amdgpu.rules"))
+    try:
+        rc, parsed, log = play(settings)
+        assert rc == 0, log
+        assert changed_tasks(parsed) == ["Make the GPU access groups", "Give the GPU devices to the render group",
+                                         "Reload the udev rules"]
+        assert grp.getgrnam(group).gr_gid < 1000  # a system group
+        rules = (tmp_path / "70-amdgpu.rules").read_text()
+        assert 'KERNEL=="kfd", GROUP="%s", MODE="0660"' % group in rules
+        assert 'SUBSYSTEM=="drm", KERNEL=="renderD*", GROUP="%s", MODE="0660"' % group in rules
+        # again, with auto: it finds the node's AMD device, and nothing changes
+        rc, parsed, log = play(dict(settings, docker_setup_gpu_vendor="auto"))
+        assert rc == 0 and changed_tasks(parsed) == [], log
+        assert "Check that the AMD GPU devices exist" in [
+            t["task"]["name"].split(" : ", 1)[-1] for p in parsed["plays"] for t in p["tasks"]
+            if t["hosts"] and not t["hosts"]["localhost"].get("skipped")]
+    finally:
+        subprocess.run(["groupdel", group], check=False)
+
+
+def test_amd_node_without_its_devices_fails_naming_them(node, tmp_path):
+    settings = dict(node["vars"], docker_setup_docker_host=SHARED_ENGINE,
+                    docker_setup_daemon_json=str(tmp_path / "daemon.json"), docker_setup_insecure_registries=[],
+                    docker_setup_gpu_vendor="AMD",
+                    docker_setup_amd_devices=[str(tmp_path / "kfd"), str(tmp_path / "dri")])
+    rc, parsed, _log = play(settings)
+    assert rc != 0
+    failed = task_results(parsed, "Check that the AMD GPU devices exist")["localhost"]
+    assert failed["msg"] == (
+        "localhost is an AMD GPU node but %s and %s are missing: load the amdgpu driver (modprobe amdgpu) or set "
+        "madengine_gpu_vendor for this node." % (tmp_path / "kfd", tmp_path / "dri"))
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"docker_setup_gpu_vendor": "INTEL"},
+     "value of docker_setup_gpu_vendor must be one of: auto, AMD, NVIDIA, NONE, amd, nvidia, none, got: INTEL"),
+    ({"docker_setup_service_mode": "upstart"},
+     "value of docker_setup_service_mode must be one of: auto, systemd, background, got: upstart"),
+])
+def test_bad_settings_are_refused_before_anything_runs(node, extra, message):
+    rc, parsed, log = play(dict(node["vars"], **extra))
+    assert rc != 0
+    failed = [r for p in parsed["plays"] for t in p["tasks"] for r in t["hosts"].values() if r.get("failed")]
+    assert len(failed) == 1 and message in failed[0]["msg"], log
+    assert os.listdir(node["dir"]) == []
+
+
+def test_bad_docker_host_is_named(node):
+    rc, parsed, _log = play(dict(node["vars"], docker_setup_docker_host="/var/run/docker.sock"))
+    assert rc != 0
+    failed = task_results(parsed, "Check the settings")["localhost"]
+    assert "docker_host a unix:// or tcp:// URL (got /var/run/docker.sock)" in failed["msg"]
