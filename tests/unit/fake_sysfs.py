@@ -96,21 +96,21 @@ class FakeKernel(object):
     def exists(self, bdf):
         return os.path.isdir(self.p("sys/bus/pci/devices", bdf))
 
-    def driver_of(self, bdf):
+    def _link_of(self, bdf, name):
         try:
-            return os.path.basename(os.readlink(os.path.join(self.devdir(bdf), "driver")))
+            return os.path.basename(os.readlink(os.path.join(self.devdir(bdf), name)))
         except OSError:
             return None
+
+    def driver_of(self, bdf):
+        return self._link_of(bdf, "driver")
+
+    def group_of(self, bdf):
+        return self._link_of(bdf, "iommu_group")
 
     def override_of(self, bdf):
         value = _read(os.path.join(self.devdir(bdf), "driver_override"))
         return None if value in (None, "(null)") else value
-
-    def group_of(self, bdf):
-        try:
-            return os.path.basename(os.readlink(os.path.join(self.devdir(bdf), "iommu_group")))
-        except OSError:
-            return None
 
     def registered(self, driver):
         return os.path.isdir(self.p("sys/bus/pci/drivers", driver))
