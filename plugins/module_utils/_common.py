@@ -65,6 +65,26 @@ def atomic_write_bytes(path, data, mode=0o644):
         raise MadengineError("Cannot write %s: %s." % (path, exc.strerror or exc))
 
 
+def write_if_changed(path, data, check_mode=False):
+    """Write ``data`` (bytes) atomically unless the file already holds exactly them.
+
+    Returns True when the file differs (and, outside check mode, was written): an honest ``changed``.
+    """
+    try:
+        with open(path, "rb") as handle:
+            if handle.read() == data:
+                return False
+    except FileNotFoundError:
+        pass
+    except IsADirectoryError:
+        raise MadengineError("Cannot write %s: it is a directory." % path)
+    except OSError as exc:
+        raise MadengineError("Cannot read %s: %s." % (path, exc.strerror or exc))
+    if not check_mode:
+        atomic_write_bytes(path, data)
+    return True
+
+
 def atomic_write_text(path, text, mode=0o644):
     atomic_write_bytes(path, text.encode("utf-8"), mode=mode)
 

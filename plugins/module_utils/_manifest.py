@@ -23,8 +23,10 @@ import os
 
 from ansible_collections.rocm.madengine.plugins.module_utils._common import (
     MadengineError,
-    atomic_write_bytes,
     load_json_file,
+)
+from ansible_collections.rocm.madengine.plugins.module_utils._common import (
+    write_if_changed as _write_bytes_if_changed,
 )
 
 FORMAT = 1
@@ -212,22 +214,10 @@ def serialise(document):
     return (json.dumps(document, indent=2, sort_keys=False) + "\n").encode("utf-8")
 
 
-def write_if_changed(path, document):
-    """Write ``document`` atomically unless the file already holds exactly it; returns True if written."""
-    data = serialise(document)
-    try:
-        with open(path, "rb") as handle:
-            if handle.read() == data:
-                return False
-    except OSError:
-        pass
-    atomic_write_bytes(path, data)
-    return True
+def write_if_changed(path, document, check_mode=False):
+    """Write ``document`` atomically unless the file already holds exactly it; True if it differs."""
+    return _write_bytes_if_changed(path, serialise(document), check_mode=check_mode)
 
 
 def would_change(path, document):
-    try:
-        with open(path, "rb") as handle:
-            return handle.read() != serialise(document)
-    except OSError:
-        return True
+    return write_if_changed(path, document, check_mode=True)

@@ -27,7 +27,7 @@ import math
 import os
 import traceback
 
-from ansible_collections.rocm.madengine.plugins.module_utils._common import MadengineError, atomic_write_bytes
+from ansible_collections.rocm.madengine.plugins.module_utils._common import MadengineError
 from ansible_collections.rocm.madengine.plugins.module_utils._rows import COLUMNS, STATUSES, header_for, make_row
 
 try:
@@ -567,23 +567,6 @@ def _first(series):
 # ---------------------------------------------------------------------------------------------
 # Writing
 # ---------------------------------------------------------------------------------------------
-
-def write_if_changed(path, data, check_mode=False):
-    """Write ``data`` atomically unless the file already holds exactly these bytes; True if it differs."""
-    try:
-        with open(path, "rb") as handle:
-            if handle.read() == data:
-                return False
-    except FileNotFoundError:
-        pass
-    except IsADirectoryError:
-        raise MadengineError("Cannot write %s: it is a directory." % path)
-    except OSError as exc:
-        raise MadengineError("Cannot read %s: %s." % (path, exc.strerror or exc))
-    if not check_mode:
-        atomic_write_bytes(path, data)
-    return True
-
 
 def ensure_directory(path, check_mode=False):
     """Create the output directory if needed; True when it had to be created."""

@@ -255,7 +255,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.rocm.madengine.plugins.module_utils import _report
-from ansible_collections.rocm.madengine.plugins.module_utils._common import MadengineError, as_list
+from ansible_collections.rocm.madengine.plugins.module_utils._common import MadengineError, as_list, write_if_changed
 
 
 def _models(value):
@@ -299,10 +299,10 @@ def run(module):
     html_path = os.path.join(output_dir, params["html_name"]) if params["html"] else None
 
     changed = _report.ensure_directory(output_dir, check_mode=check)
-    changed = _report.write_if_changed(csv_path, csv_bytes, check_mode=check) or changed
+    changed = write_if_changed(csv_path, csv_bytes, check_mode=check) or changed
     if html_path:
         html_bytes = _report.to_html(report, params["title"], run_id)
-        changed = _report.write_if_changed(html_path, html_bytes, check_mode=check) or changed
+        changed = write_if_changed(html_path, html_bytes, check_mode=check) or changed
     result.update(
         changed=changed,
         csv_path=csv_path,

@@ -13,7 +13,7 @@ import pytest
 from fleet_rows import MODELS, node_rows, row
 
 from ansible_collections.rocm.madengine.plugins.module_utils import _report
-from ansible_collections.rocm.madengine.plugins.module_utils._common import MadengineError
+from ansible_collections.rocm.madengine.plugins.module_utils._common import MadengineError, write_if_changed
 from ansible_collections.rocm.madengine.plugins.module_utils._rows import COLUMNS, MADENGINE_COLUMNS, rows_to_csv
 
 
@@ -368,13 +368,13 @@ def test_previous_csv_that_is_a_directory(tmp_path):
 
 def test_write_if_changed_is_honest_and_check_mode_writes_nothing(tmp_path):
     path = str(tmp_path / "perf.csv")
-    assert _report.write_if_changed(path, b"a\n", check_mode=True) is True
+    assert write_if_changed(path, b"a\n", check_mode=True) is True
     assert not os.path.exists(path)
-    assert _report.write_if_changed(path, b"a\n") is True
+    assert write_if_changed(path, b"a\n") is True
     before = os.stat(path).st_mtime_ns
-    assert _report.write_if_changed(path, b"a\n") is False
+    assert write_if_changed(path, b"a\n") is False
     assert os.stat(path).st_mtime_ns == before
-    assert _report.write_if_changed(path, b"b\n", check_mode=True) is True
+    assert write_if_changed(path, b"b\n", check_mode=True) is True
     assert open(path, "rb").read() == b"a\n"
     assert sorted(os.listdir(tmp_path)) == ["perf.csv"]
 
@@ -389,7 +389,7 @@ def test_output_directory_errors(tmp_path):
     assert _report.ensure_directory(str(tmp_path / "new" / "deeper")) is False
     with pytest.raises(MadengineError, match=r"^Cannot write .*perf\.csv: it is a directory\.$"):
         (tmp_path / "perf.csv").mkdir()
-        _report.write_if_changed(str(tmp_path / "perf.csv"), b"x")
+        write_if_changed(str(tmp_path / "perf.csv"), b"x")
 
 
 def test_rerun_node_that_stays_unreachable_is_missing_and_keeps_its_failure_rows(tmp_path):
