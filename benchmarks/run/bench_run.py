@@ -21,8 +21,6 @@ Exits 1 when a target is missed.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import os
 import shutil
@@ -34,7 +32,7 @@ import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from _collection import use_installed_collection
+from _collection import run_module, use_installed_collection
 
 REGISTRY = os.environ.get("MADCI_REGISTRY", "localhost:5000")
 BASE = REGISTRY + "/mad-base:busybox"
@@ -44,16 +42,8 @@ MADENGINE_BUILD_RUN_S = 15.9  # the original tool, same 3 models, same kind of m
 SAMPLE_TAGS = ["dummy", "dummy_multi", "dummy2/model2:batch-size=32"]
 
 
-def run_module(module, args, check_mode=False):
-    from ansible.module_utils.testing import patch_module_args
-
-    out = io.StringIO()
-    with patch_module_args(dict(args, _ansible_check_mode=check_mode)), contextlib.redirect_stdout(out):
-        try:
-            module.main()
-        except SystemExit:
-            pass
-    result = json.loads(out.getvalue())
+def run_ok(module, args):
+    result = run_module(module, args)
     if result.get("failed"):
         raise SystemExit("%s failed: %s" % (module.__name__, result.get("msg")))
     return result
@@ -92,7 +82,7 @@ def bare_runs(manifest):
 
 def timed_run(madengine_run, args):
     started = time.monotonic()
-    result = run_module(madengine_run, args)
+    result = run_ok(madengine_run, args)
     seconds = time.monotonic() - started
     bad = [r for r in result["results"] if r["status"] != "SUCCESS"]
     if bad:
@@ -180,7 +170,7 @@ def main():
         mad = os.path.join(root, "mad")
         os.makedirs(mad)
         names = make_catalogue(mad, options.models)
-        build = run_module(madengine_build, {"mad_root": mad, "tags": ["bench"], "image_prefix": prefix,
+        build = run_ok(madengine_build, {"mad_root": mad, "tags": ["bench"], "image_prefix": prefix,
                                              "labels": {"madci.bench": prefix},
                                              "manifest_path": os.path.join(root, "bench.json")})
         manifest = build["manifest"]
@@ -207,10 +197,10 @@ def main():
             flow_rounds["bare"].append(bare_build_and_run(sample, prefix, work))
             flow_rounds["same"].append(bare_build_and_run(sample, prefix, work, same_layers=True))
             started = time.monotonic()
-            built = run_module(madengine_build, {"mad_root": sample, "tags": SAMPLE_TAGS, "image_prefix": prefix,
+            built = run_ok(madengine_build, {"mad_root": sample, "tags": SAMPLE_TAGS, "image_prefix": prefix,
                                                  "labels": {"madci.bench": prefix}, "rebuild": "always",
                                                  "manifest_path": os.path.join(root, "sample.json")})
-            result = run_module(madengine_run, {"manifest_path": os.path.join(root, "sample.json"),
+            result = run_ok(madengine_run, {"manifest_path": os.path.join(root, "sample.json"),
                                                 "results_dir": os.path.join(root, "sample-results-%d" % index),
                                                 "sysfs_root": sysfs, "run_id": prefix + "sample%d" % index})
             flow_rounds["ours"].append(time.monotonic() - started)

@@ -81,7 +81,8 @@ def _split_list(value):
 
 
 def _tags_text(tags):
-    return ",".join(_split_list(tags)) if not isinstance(tags, str) else ",".join(t.strip() for t in tags.split(","))
+    items = tags.split(",") if isinstance(tags, str) else tags
+    return ",".join(str(t).strip() for t in items if str(t).strip())
 
 
 def container_name(run_id, key):
@@ -101,14 +102,12 @@ def run_log_name(model_name, dockerfile, arch, run_id):
 class ModelRun(object):
     """One image of the manifest on this node: the plan, then what happened."""
 
-    def __init__(self, key, entry, model, extra_args=""):
+    def __init__(self, key, entry, model):
         self.key = key
         self.entry = entry or {}
         self.model = model or {}
         self.name = self.model.get("name") or self.entry.get("model") or key
         self.args = self.model.get("args") or ""
-        if extra_args:
-            self.args += extra_args
         self.action = "run"         # run | skip | fail
         self.reason = ""
         self.timeout = None

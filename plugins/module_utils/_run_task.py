@@ -41,6 +41,8 @@ from ansible_collections.rocm.madengine.plugins.module_utils._run import (
 )
 
 CSV_NAME = "perf.csv"
+# Context keys that describe one machine: a manifest's values describe the build host, not this node.
+NODE_CONTEXT_KEYS = ("docker_gpus", "docker_cpus", "gpu_renderDs")
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -124,6 +126,12 @@ def run_models(params, check_mode, client_factory, warn, register_secrets, runne
     manifest_ctx = manifest.get("context") if isinstance(manifest.get("context"), dict) else {}
     run_ctx, run_source = load_context(params.get("additional_context"), params.get("additional_context_file"))
     ctx = dict(manifest_ctx)
+    for key in NODE_CONTEXT_KEYS:
+        if key in ctx and key not in run_ctx:
+            value = ctx.pop(key)
+            if value not in (None, "", []):
+                warn("The context key '%s' (%s) of %s describes the build host and is ignored; give it in "
+                     "additional_context to set it for this node." % (key, value, source))
     ctx.update(run_ctx)
     ctx = normalise_context(ctx, "the context of %s%s" % (source, (" and " + run_source) if run_ctx else ""))
     for key in UNSUPPORTED_CONTEXT_KEYS:

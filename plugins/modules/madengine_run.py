@@ -81,6 +81,8 @@ options:
         (also C(n_gpus), C(gpu_count), C(num_gpus), C(ngpus)), C(model_args), C(encapsulate_script), C(timeout),
         C(data), C(guest_os), C(MAD_ROCM_PATH), C(log_error_pattern_scan), C(log_error_patterns),
         C(log_error_benign_patterns).
+      - C(docker_gpus) and C(docker_cpus) describe one machine, so the manifest's values (the build host's) are
+        ignored with a warning; give them here.
     type: raw
   additional_context_file:
     description:

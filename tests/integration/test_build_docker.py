@@ -22,7 +22,7 @@ import pytest
 from build_tree import ctx_tree, dockerfile, write
 from catalogue_builder import model
 from conftest import REGISTRY, SAMPLE_MAD, run_module, run_playbook
-from registry_helpers import delete_repositories, free_port, registry_image, registry_request
+from docker_helpers import delete_repositories, free_port, registry_image, registry_request, remove_labelled_images
 
 from ansible_collections.rocm.madengine.plugins.modules import madengine_build
 
@@ -44,17 +44,7 @@ def prefix(name):
 def api():
     client = docker.APIClient(base_url=DOCKER_HOST, version="auto", timeout=120)
     yield client
-    for image in client.images(filters={"label": "%s=%s" % (TEST_LABEL, SESSION)}):
-        for tag in image.get("RepoTags") or []:
-            if tag != "<none>:<none>":
-                try:
-                    client.remove_image(tag, force=True)
-                except docker.errors.APIError:
-                    pass
-        try:
-            client.remove_image(image["Id"], force=True)
-        except docker.errors.APIError:
-            pass
+    remove_labelled_images(client, "%s=%s" % (TEST_LABEL, SESSION))
     delete_repositories(REGISTRY, "b%s-" % SESSION)
     client.close()
 

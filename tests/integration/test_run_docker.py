@@ -20,8 +20,8 @@ import uuid
 import docker
 import pytest
 from conftest import REGISTRY, SAMPLE_MAD, run_module, run_playbook
+from docker_helpers import delete_repositories, remove_labelled_images
 from fake_gpu_sysfs import FakeGpuSysfs, fake_amd_smi, fake_devices, fake_nvidia_smi
-from registry_helpers import delete_repositories
 
 from ansible_collections.rocm.madengine.plugins.module_utils._rows import COLUMNS, MADENGINE_COLUMNS
 from ansible_collections.rocm.madengine.plugins.modules import madengine_build, madengine_run
@@ -78,17 +78,7 @@ def api():
     yield client
     for container in session_containers(client):
         client.remove_container(container["Id"], force=True)
-    for image in client.images(filters={"label": "%s=%s" % (TEST_LABEL, SESSION)}):
-        for tag in image.get("RepoTags") or []:
-            if tag != "<none>:<none>":
-                try:
-                    client.remove_image(tag, force=True)
-                except docker.errors.APIError:
-                    pass
-        try:
-            client.remove_image(image["Id"], force=True)
-        except docker.errors.APIError:
-            pass
+    remove_labelled_images(client, "%s=%s" % (TEST_LABEL, SESSION))
     delete_repositories(REGISTRY, PREFIX)
     client.close()
 

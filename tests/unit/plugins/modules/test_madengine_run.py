@@ -213,3 +213,22 @@ def test_unreachable_engine_is_a_clear_error(node, module_runner):
     path = write_manifest(node["tmp"], sample_manifest())
     result = module_runner(madengine_run, args(node, path, tags=["dummy"]))
     assert result.failed and result["msg"].startswith("The Docker engine at %s is unreachable: " % NO_ENGINE)
+
+
+def test_node_keys_of_the_manifest_context_are_not_applied(node, module_runner):
+    """madengine records the build host's docker_gpus in the manifest: it must not pick this node's GPUs."""
+    node["fs"].add_amd_gpu("gfx942").add_amd_gpu("gfx942")
+    document = sample_manifest()
+    document["context"].update(docker_gpus="0-7", docker_cpus="0-63")
+    path = write_manifest(node["tmp"], document)
+    result = module_runner(madengine_run, args(node, path, tags=["dummy"]), check_mode=True)
+    assert not result.failed, result.get("msg")
+    assert result["warnings"] == [
+        "The context key 'docker_gpus' (0-7) of manifest %s describes the build host and is ignored; give it in "
+        "additional_context to set it for this node." % path,
+        "The context key 'docker_cpus' (0-63) of manifest %s describes the build host and is ignored; give it in "
+        "additional_context to set it for this node." % path]
+    assert result["runs"][0]["container"]["cpuset_cpus"] is None and result["runs"][0]["gpu_ids"] == [0]
+    chosen = module_runner(madengine_run, args(node, path, tags=["dummy"], additional_context={
+        "MAD_ROCM_PATH": node["rocm"], "docker_gpus": "1"}), check_mode=True)
+    assert chosen["runs"][0]["gpu_ids"] == [1] and "warnings" in chosen and len(chosen["warnings"]) == 1

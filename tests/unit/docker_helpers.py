@@ -1,4 +1,5 @@
-"""The registry's HTTP API for tests: read manifests and configs, list and delete repositories."""
+"""Docker helpers for tests: the registry's HTTP API (manifests, configs, repositories) and cleanup of
+the images a test session labelled."""
 
 from __future__ import annotations
 
@@ -68,3 +69,20 @@ def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def remove_labelled_images(client, label):
+    """Remove every image carrying ``label`` (``key=value``) with all its tags, through a docker.APIClient."""
+    from docker.errors import APIError
+
+    for image in client.images(filters={"label": label}):
+        for tag in image.get("RepoTags") or []:
+            if tag != "<none>:<none>":
+                try:
+                    client.remove_image(tag, force=True)
+                except APIError:
+                    pass
+        try:
+            client.remove_image(image["Id"], force=True)
+        except APIError:
+            pass
