@@ -578,7 +578,6 @@ class Executor(object):
         self.credentials = credentials
         self.secrets = list(secrets)
         self.progress = progress or (lambda msg: None)
-        self._images = {}
 
     # -- images
 
@@ -609,9 +608,6 @@ class Executor(object):
         """Inspect dict of the image to run, per the pull policy; DockerError/MadengineError otherwise."""
         entry, policy = run.entry, self.settings.pull
         pull_ref = entry.get("registry_digest") or entry.get("registry_image")
-        cache_key = (run.key, pull_ref)
-        if cache_key in self._images:
-            return self._images[cache_key]
         image = None if policy == "always" else self._local(run)
         if image is None:
             if policy == "never":
@@ -624,7 +620,6 @@ class Executor(object):
                                      "registry_image to pull it from; build with a registry." % (run.key, run.name))
             image = self.client.pull(pull_ref, self._auth(run))
             run.pulled = True
-        self._images[cache_key] = image
         return image
 
     def image_digest(self, run, image):
