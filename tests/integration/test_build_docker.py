@@ -341,7 +341,8 @@ def test_a_failing_dockerfile_fails_only_its_model(api, module_runner, tmp_path)
 
 def test_check_mode_predicts_and_touches_nothing(api, module_runner, tmp_path):
     tree = two_model_tree(tmp_path / "mad")
-    build(module_runner, tree, "check", tags=["pair"], registry=REGISTRY)
+    first = build(module_runner, tree, "check", tags=["pair"], registry=REGISTRY)
+    assert not first.failed, first.get("msg")
     write(tree, "scripts/alpha/run.sh", "#!/bin/bash\necho 'performance: 9.0 samples_per_second'\n", 0o755)
     ids = dict((n, api.inspect_image(prefix("check") + n)["Id"]) for n in ("alpha_cpu.ubuntu", "beta_cpu.ubuntu"))
     manifest_bytes = (tree / "build_manifest.json").read_bytes()
