@@ -6,6 +6,9 @@ path the demo installs into (/opt/madci/collections).
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import os
 import sys
 
@@ -16,3 +19,16 @@ def use_installed_collection():
             sys.path.insert(0, candidate)
             return os.path.join(candidate, "ansible_collections", "rocm", "madengine")
     raise SystemExit("rocm.madengine is not installed: run ./ci/run-demo.sh or set MADCI_INSTALLED")
+
+
+def run_module(module, args, check_mode=False):
+    """A module's main() in this process (no Ansible process start-up); its result dict."""
+    from ansible.module_utils.testing import patch_module_args
+
+    out = io.StringIO()
+    with patch_module_args(dict(args, _ansible_check_mode=check_mode)), contextlib.redirect_stdout(out):
+        try:
+            module.main()
+        except SystemExit:
+            pass
+    return json.loads(out.getvalue())

@@ -80,6 +80,7 @@ def run_module(module, args, check_mode=False, diff=False):
             finally:
                 basic._ANSIBLE_ARGS = None
 
+    _forget_warnings()
     with patch_module_args(payload), contextlib.redirect_stdout(out):
         try:
             module.main()
@@ -95,6 +96,18 @@ def run_module(module, args, check_mode=False, diff=False):
         if key in result:
             result[key] = [_summary_text(item) for item in result[key]]
     return result
+
+
+def _forget_warnings():
+    """Each real module run is a new process: warnings of an earlier in-process run must not carry over."""
+    try:
+        from ansible.module_utils.common import warnings
+    except ImportError:  # pragma: no cover
+        return
+    for name in ("_global_warnings", "_global_deprecations"):
+        store = getattr(warnings, name, None)
+        if hasattr(store, "clear"):
+            store.clear()
 
 
 def _summary_text(item):

@@ -16,8 +16,6 @@ Exits 1 when the target is missed.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import os
 import shutil
@@ -29,23 +27,11 @@ import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from _collection import use_installed_collection
+from _collection import run_module, use_installed_collection
 
 REGISTRY = os.environ.get("MADCI_REGISTRY", "localhost:5000")
 BASE = REGISTRY + "/mad-base:busybox"
 TARGET_MS_PER_MODEL = 50.0
-
-
-def run_module(module, args):
-    from ansible.module_utils.testing import patch_module_args
-
-    out = io.StringIO()
-    with patch_module_args(dict(args, _ansible_check_mode=False)), contextlib.redirect_stdout(out):
-        try:
-            module.main()
-        except SystemExit:
-            pass
-    return json.loads(out.getvalue())
 
 
 def make_catalogue(root, count):

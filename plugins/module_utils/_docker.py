@@ -19,6 +19,9 @@ an exception message.
 
 from __future__ import annotations
 
+import io
+import shlex
+import tarfile
 import time
 import traceback
 
@@ -170,11 +173,192 @@ def registry_host(ref):
     return "docker.io"
 
 
+MASK = "********"
+
+
+class WaitTimeout(DockerError):
+    """A container did not stop within the time it was given."""
+
+
+class ContainerSpec(object):
+    """One container to run: everything ``docker run`` would be given, in Engine API terms.
+
+    :meth:`as_dict` and :meth:`docker_run` show it with secret values masked (check mode and results).
+    """
+
+    def __init__(self, name, image, command, working_dir=None, environment=None, labels=None, image_ref=None):
+        self.name = name
+        self.image = image                  # what the engine runs: an image id or reference
+        self.image_ref = image_ref or image  # what a reader should see (registry reference)
+        self.command = list(command)
+        self.working_dir = working_dir
+        self.environment = dict(environment or {})
+        self.labels = dict(labels or {})
+        self.user = None
+        self.devices = []           # "host path:container path:rwm"
+        self.device_requests = []   # {"driver", "device_ids", "capabilities"}
+        self.group_add = []
+        self.binds = []             # "host path:container path:ro|rw"
+        self.cap_add = []
+        self.cap_drop = []
+        self.security_opt = []
+        self.ipc_mode = None
+        self.network_mode = None
+        self.cpuset_cpus = None
+        self.shm_size = None
+        self.mem_limit = None
+        self.ulimits = []           # {"name", "soft", "hard"}
+        self.privileged = False
+        self.tmpfs = {}
+
+    def masked_environment(self, secret_names=(), secrets=()):
+        return dict((k, MASK if k in secret_names else scrub(str(v), secrets)) for k, v in self.environment.items())
+
+    def as_dict(self, secret_names=(), secrets=()):
+        spec = {
+            "name": self.name,
+            "image": self.image_ref,
+            "image_id": self.image if self.image != self.image_ref else None,
+            "command": [scrub(c, secrets) for c in self.command],
+            "working_dir": self.working_dir,
+            "user": self.user,
+            "environment": self.masked_environment(secret_names, secrets),
+            "devices": list(self.devices),
+            "device_requests": [dict(r) for r in self.device_requests],
+            "group_add": list(self.group_add),
+            "binds": list(self.binds),
+            "cap_add": list(self.cap_add),
+            "cap_drop": list(self.cap_drop),
+            "security_opt": list(self.security_opt),
+            "ipc_mode": self.ipc_mode,
+            "network_mode": self.network_mode,
+            "cpuset_cpus": self.cpuset_cpus,
+            "shm_size": self.shm_size,
+            "mem_limit": self.mem_limit,
+            "ulimits": [dict(u) for u in self.ulimits],
+            "privileged": self.privileged,
+            "tmpfs": dict(self.tmpfs),
+            "labels": dict(self.labels),
+        }
+        spec["docker_run"] = self.docker_run(secret_names, secrets)
+        return spec
+
+    def docker_run(self, secret_names=(), secrets=()):
+        """The equivalent ``docker run`` command line (secrets masked)."""
+        words = ["docker", "run", "--name", self.name]
+        if self.network_mode:
+            words += ["--network", self.network_mode]
+        if self.ipc_mode:
+            words += ["--ipc", self.ipc_mode]
+        if self.user:
+            words += ["-u", self.user]
+        if self.privileged:
+            words.append("--privileged")
+        words += ["--cap-add=%s" % c for c in self.cap_add] + ["--cap-drop=%s" % c for c in self.cap_drop]
+        words += ["--security-opt=%s" % o for o in self.security_opt]
+        words += ["--group-add=%s" % g for g in self.group_add]
+        words += ["--device=%s" % d for d in self.devices]
+        for request in self.device_requests:
+            ids = request.get("device_ids") or []
+            words.append("--gpus=%s" % ('"device=%s"' % ",".join(ids) if ids else "all"))
+        if self.cpuset_cpus:
+            words.append("--cpuset-cpus=%s" % self.cpuset_cpus)
+        if self.shm_size:
+            words.append("--shm-size=%s" % self.shm_size)
+        if self.mem_limit:
+            words.append("--memory=%s" % self.mem_limit)
+        words += ["--ulimit=%s=%s:%s" % (u["name"], u["soft"], u["hard"]) for u in self.ulimits]
+        words += ["--tmpfs=%s%s" % (p, (":" + o) if o else "") for p, o in sorted(self.tmpfs.items())]
+        for key, value in sorted(self.masked_environment(secret_names, secrets).items()):
+            words += ["-e", "%s=%s" % (key, value)]
+        words += ["-v=%s" % b for b in self.binds]
+        for key, value in sorted(self.labels.items()):
+            words.append("--label=%s=%s" % (key, value))
+        if self.working_dir:
+            words += ["-w", self.working_dir]
+        words.append(self.image_ref)
+        words += [scrub(c, secrets) for c in self.command]
+        return " ".join(shlex.quote(w) for w in words)
+
+
+def _ulimit(value):
+    name, _sep, limits = value.partition("=")
+    soft, _sep, hard = limits.partition(":")
+    try:
+        return {"name": name, "soft": int(soft), "hard": int(hard or soft)}
+    except ValueError:
+        raise ValueError("--ulimit %s is not NAME=SOFT[:HARD] with numbers" % value)
+
+
+def _env_pair(value):
+    key, sep, rest = value.partition("=")
+    if not sep:
+        raise ValueError("-e %s is not KEY=VALUE" % value)
+    return key, rest
+
+
+# docker run options that additional_docker_run_options may hold: name -> (takes a value, apply)
+_RUN_OPTIONS = {
+    "--cap-add": (True, lambda s, v: s.cap_add.append(v)),
+    "--cap-drop": (True, lambda s, v: s.cap_drop.append(v)),
+    "--device": (True, lambda s, v: s.devices.append(v if v.count(":") >= 1 else "%s:%s:rwm" % (v, v))),
+    "--security-opt": (True, lambda s, v: s.security_opt.append(v)),
+    "--group-add": (True, lambda s, v: s.group_add.append(v)),
+    "--shm-size": (True, lambda s, v: setattr(s, "shm_size", v)),
+    "--ipc": (True, lambda s, v: setattr(s, "ipc_mode", v)),
+    "--network": (True, lambda s, v: setattr(s, "network_mode", v)),
+    "--net": (True, lambda s, v: setattr(s, "network_mode", v)),
+    "--cpuset-cpus": (True, lambda s, v: setattr(s, "cpuset_cpus", v)),
+    "--memory": (True, lambda s, v: setattr(s, "mem_limit", v)),
+    "-m": (True, lambda s, v: setattr(s, "mem_limit", v)),
+    "--user": (True, lambda s, v: setattr(s, "user", v)),
+    "-u": (True, lambda s, v: setattr(s, "user", v)),
+    "--workdir": (True, lambda s, v: setattr(s, "working_dir", v)),
+    "-w": (True, lambda s, v: setattr(s, "working_dir", v)),
+    "--env": (True, lambda s, v: s.environment.__setitem__(*_env_pair(v))),
+    "-e": (True, lambda s, v: s.environment.__setitem__(*_env_pair(v))),
+    "--volume": (True, lambda s, v: s.binds.append(v)),
+    "-v": (True, lambda s, v: s.binds.append(v)),
+    "--ulimit": (True, lambda s, v: s.ulimits.append(_ulimit(v))),
+    "--tmpfs": (True, lambda s, v: s.tmpfs.__setitem__(v.split(":", 1)[0], v.split(":", 1)[1] if ":" in v else "")),
+    "--privileged": (False, lambda s, v: setattr(s, "privileged", True)),
+}
+RUN_OPTION_NAMES = tuple(sorted(_RUN_OPTIONS))
+
+
+def apply_run_options(spec, text):
+    """Apply a ``docker run`` option string (madengine's ``additional_docker_run_options``) to ``spec``.
+
+    Raises ValueError naming the first option that is not supported or lacks its value.
+    """
+    try:
+        words = shlex.split(text or "")
+    except ValueError as exc:
+        raise ValueError("cannot split %r into words: %s" % (text, exc))
+    index = 0
+    while index < len(words):
+        word = words[index]
+        name, sep, value = word.partition("=") if word.startswith("--") else (word, "", "")
+        if name not in _RUN_OPTIONS and len(word) > 2 and word[:2] in _RUN_OPTIONS and not word.startswith("--"):
+            name, sep, value = word[:2], "=", word[2:]  # -eKEY=VALUE
+        if name not in _RUN_OPTIONS:
+            raise ValueError("option %s is not supported (supported: %s)" % (word, " ".join(RUN_OPTION_NAMES)))
+        takes_value, apply = _RUN_OPTIONS[name]
+        if takes_value and not sep:
+            index += 1
+            if index >= len(words):
+                raise ValueError("option %s needs a value" % name)
+            value = words[index]
+        apply(spec, value)
+        index += 1
+    return spec
+
+
 class DockerClient(object):
     """A small, class-based API over the Docker SDK's low-level client.
 
-    Build, tag, push, inspect and registry lookups for madengine_build; later modules add pulls,
-    containers and logs here.
+    Build, tag, push, inspect and registry lookups for madengine_build; pulls, containers (create,
+    start, wait, kill, remove), their output and files for madengine_run.
     """
 
     def __init__(self, docker_host=DEFAULT_DOCKER_HOST, timeout=60, api_version="auto", tls=False,
@@ -378,8 +562,142 @@ class DockerClient(object):
             raise DockerError("Cannot read events of the Docker engine at %s: %s."
                               % (self.docker_host, _error_text(exc)))
 
+    # ---- pulls and containers ---------------------------------------------------------------
+
+    def pull(self, ref, auth=None):
+        """Pull ``ref`` (``repo:tag`` or ``repo@sha256:…``) and return its inspect dict."""
+        repository, tag = split_reference(ref)
+        secrets = [auth.get("password")] if auth else []
+        host = registry_host(ref)
+        try:
+            for chunk in self.api.pull(repository, tag=tag, stream=True, decode=True, auth_config=auth):
+                if isinstance(chunk, dict) and chunk.get("error"):
+                    raise _PullError(str(chunk.get("error")))
+        except (_PullError, APIError, RequestException, DockerException) as exc:
+            text = scrub(_error_text(exc), secrets)
+            lowered = text.lower()
+            if _looks_like_auth_error(exc, text):
+                raise RegistryAuthError("Registry %s refused the pull of %s: %s." % (host, ref, text))
+            if any(m in lowered for m in ("connection refused", "no such host", "dial tcp", "i/o timeout",
+                                          "server gave http response", "tls:")):
+                raise RegistryUnreachable("Registry %s is unreachable from the Docker engine at %s: %s."
+                                          % (host, self.docker_host, text))
+            raise DockerError("Pulling %s failed: %s." % (ref, text))
+        image = self.image(ref)
+        if image is None:
+            raise DockerError("Pulling %s reported success, but the engine has no such image." % ref)
+        return image
+
+    def create_container(self, spec):
+        """Create (not start) the container of a ContainerSpec; returns its id."""
+        try:
+            device_requests = [docker.types.DeviceRequest(**r) for r in spec.device_requests]
+            ulimits = [docker.types.Ulimit(**u) for u in spec.ulimits]
+            host_config = self.api.create_host_config(
+                devices=spec.devices or None, device_requests=device_requests or None,
+                group_add=spec.group_add or None, binds=spec.binds or None, cap_add=spec.cap_add or None,
+                cap_drop=spec.cap_drop or None, security_opt=spec.security_opt or None, ipc_mode=spec.ipc_mode,
+                network_mode=spec.network_mode, cpuset_cpus=spec.cpuset_cpus, shm_size=spec.shm_size,
+                mem_limit=spec.mem_limit, ulimits=ulimits or None, privileged=spec.privileged,
+                tmpfs=spec.tmpfs or None)
+            created = self.api.create_container(
+                spec.image, command=spec.command, name=spec.name, user=spec.user, working_dir=spec.working_dir,
+                environment=spec.environment, labels=spec.labels, host_config=host_config, detach=True, tty=False)
+        except (APIError, RequestException, DockerException) as exc:
+            raise DockerError("Creating container %s from %s failed: %s."
+                              % (spec.name, spec.image_ref, _error_text(exc)))
+        return created["Id"]
+
+    def put_archive(self, container, path, data):
+        try:
+            self.api.put_archive(container, path, data)
+        except (APIError, RequestException) as exc:
+            raise DockerError("Copying files into container %s failed: %s." % (container[:12], _error_text(exc)))
+
+    def start(self, container):
+        try:
+            self.api.start(container)
+        except (APIError, RequestException) as exc:
+            raise DockerError("Starting container %s failed: %s." % (container[:12], _error_text(exc)))
+
+    def wait(self, container, timeout=None):
+        """The exit code of ``container`` once it stops; WaitTimeout after ``timeout`` seconds."""
+        started = time.monotonic()
+        try:
+            result = self.api.wait(container, timeout=timeout or None)
+        except (RequestException, Urllib3Error, OSError) as exc:
+            if timeout and time.monotonic() - started >= timeout * 0.99:
+                raise WaitTimeout("Container %s still ran after %s s." % (container[:12], timeout))
+            raise DockerError("Waiting for container %s failed: %s." % (container[:12], _error_text(exc)))
+        except APIError as exc:
+            raise DockerError("Waiting for container %s failed: %s." % (container[:12], _error_text(exc)))
+        error = (result.get("Error") or {}).get("Message") if isinstance(result.get("Error"), dict) else None
+        if error:
+            raise DockerError("Container %s failed: %s." % (container[:12], error))
+        return result.get("StatusCode")
+
+    def kill(self, container):
+        """SIGKILL ``container``; a container that already stopped is fine."""
+        try:
+            self.api.kill(container)
+        except NotFound:
+            pass
+        except APIError as exc:
+            if "is not running" not in _error_text(exc):
+                raise DockerError("Killing container %s failed: %s." % (container[:12], _error_text(exc)))
+
+    def remove_container(self, container):
+        """Force-remove ``container`` (and its anonymous volumes); False when it was already gone."""
+        try:
+            self.api.remove_container(container, force=True, v=True)
+            return True
+        except NotFound:
+            return False
+        except (APIError, RequestException) as exc:
+            if "already in progress" in _error_text(exc):
+                return True
+            raise DockerError("Removing container %s failed: %s." % (container[:12], _error_text(exc)))
+
+    def log_stream(self, container):
+        """The container's stdout and stderr as byte chunks, from its start until it stops."""
+        return self.api.logs(container, stdout=True, stderr=True, stream=True, follow=True)
+
+    def read_file(self, container, path, limit=64 << 20):
+        """The bytes of one regular file of a (possibly stopped) container, or None when it has none."""
+        try:
+            stream, _stat = self.api.get_archive(container, path)
+            buffer = io.BytesIO()
+            for chunk in stream:
+                buffer.write(chunk)
+                if buffer.tell() > limit + (1 << 20):
+                    raise DockerError("File %s of container %s is larger than %d bytes."
+                                      % (path, container[:12], limit))
+        except NotFound:
+            return None
+        except (APIError, RequestException) as exc:
+            raise DockerError("Reading %s from container %s failed: %s." % (path, container[:12], _error_text(exc)))
+        buffer.seek(0)
+        with tarfile.open(fileobj=buffer, mode="r") as tar:
+            for member in tar:
+                if member.isreg():
+                    handle = tar.extractfile(member)
+                    return handle.read() if handle is not None else None
+        return None
+
+    def containers(self, label):
+        """Summaries of every container (running or not) carrying ``label``."""
+        try:
+            return self.api.containers(all=True, filters={"label": [label]})
+        except (APIError, RequestException) as exc:
+            raise DockerError("Cannot list containers on the Docker engine at %s: %s."
+                              % (self.docker_host, _error_text(exc)))
+
 
 class _BuildTimeout(Exception):
+    pass
+
+
+class _PullError(Exception):
     pass
 
 

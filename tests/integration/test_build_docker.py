@@ -8,11 +8,9 @@ started for these tests only (``docker-registry serve`` with an htpasswd file on
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -24,6 +22,7 @@ import pytest
 from build_tree import ctx_tree, dockerfile, write
 from catalogue_builder import model
 from conftest import REGISTRY, SAMPLE_MAD, run_module, run_playbook
+from docker_helpers import delete_repositories, free_port, registry_image, registry_request, remove_labelled_images
 
 from ansible_collections.rocm.madengine.plugins.modules import madengine_build
 
@@ -33,66 +32,10 @@ SESSION = uuid.uuid4().hex[:8]
 TEST_LABEL = "madci.test.session"
 DOCKER_HOST = "unix:///var/run/docker.sock"
 PLAYBOOK = os.path.join(os.path.dirname(__file__), "playbooks", "build.yml")
-MANIFEST_TYPES = "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json"
 
 
 def prefix(name):
     return "b%s-%s-" % (SESSION, name)
-
-
-# ---- registry HTTP API -------------------------------------------------------------------------
-
-def registry_request(host, path, auth=None, method="GET", accept=None):
-    request = urllib.request.Request("http://%s%s" % (host, path), method=method)
-    if accept:
-        request.add_header("Accept", accept)
-    if auth:
-        token = base64.b64encode(("%s:%s" % auth).encode()).decode()
-        request.add_header("Authorization", "Basic " + token)
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return response.headers, response.read()
-
-
-def registry_image(host, ref, auth=None):
-    """(manifest digest, config digest, config document) of ``host/repo:tag`` read over the HTTP API."""
-    repo_tag = ref[len(host) + 1:]
-    repo, _sep, tag = repo_tag.partition(":")
-    headers, body = registry_request(host, "/v2/%s/manifests/%s" % (repo, tag or "latest"), auth,
-                                     accept=MANIFEST_TYPES)
-    manifest = json.loads(body)
-    config_digest = manifest["config"]["digest"]
-    _headers, config = registry_request(host, "/v2/%s/blobs/%s" % (repo, config_digest), auth)
-    return headers["Docker-Content-Digest"], config_digest, json.loads(config)
-
-
-def repositories(host, auth=None):
-    """Every repository of a registry (the catalogue is paginated through its Link header)."""
-    found, path = [], "/v2/_catalog?n=1000"
-    while path:
-        headers, body = registry_request(host, path, auth)
-        found.extend(json.loads(body).get("repositories") or [])
-        link = headers.get("Link") or ""
-        path = link[1:link.index(">")] if link.startswith("<") else None
-    return found
-
-
-def delete_repositories(host, starts_with, auth=None):
-    try:
-        names = repositories(host, auth)
-    except (urllib.error.URLError, OSError):
-        return
-    for repo in names:
-        if not repo.startswith(starts_with):
-            continue
-        try:
-            _h, tags = registry_request(host, "/v2/%s/tags/list" % repo, auth)
-            for tag in json.loads(tags).get("tags") or []:
-                headers, _b = registry_request(host, "/v2/%s/manifests/%s" % (repo, tag), auth, method="HEAD",
-                                               accept=MANIFEST_TYPES)
-                registry_request(host, "/v2/%s/manifests/%s" % (repo, headers["Docker-Content-Digest"]), auth,
-                                 method="DELETE")
-        except (urllib.error.URLError, OSError):
-            continue
 
 
 # ---- fixtures ----------------------------------------------------------------------------------
@@ -101,25 +44,9 @@ def delete_repositories(host, starts_with, auth=None):
 def api():
     client = docker.APIClient(base_url=DOCKER_HOST, version="auto", timeout=120)
     yield client
-    for image in client.images(filters={"label": "%s=%s" % (TEST_LABEL, SESSION)}):
-        for tag in image.get("RepoTags") or []:
-            if tag != "<none>:<none>":
-                try:
-                    client.remove_image(tag, force=True)
-                except docker.errors.APIError:
-                    pass
-        try:
-            client.remove_image(image["Id"], force=True)
-        except docker.errors.APIError:
-            pass
+    remove_labelled_images(client, "%s=%s" % (TEST_LABEL, SESSION))
     delete_repositories(REGISTRY, "b%s-" % SESSION)
     client.close()
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class AuthRegistry(object):
@@ -414,7 +341,8 @@ def test_a_failing_dockerfile_fails_only_its_model(api, module_runner, tmp_path)
 
 def test_check_mode_predicts_and_touches_nothing(api, module_runner, tmp_path):
     tree = two_model_tree(tmp_path / "mad")
-    build(module_runner, tree, "check", tags=["pair"], registry=REGISTRY)
+    first = build(module_runner, tree, "check", tags=["pair"], registry=REGISTRY)
+    assert not first.failed, first.get("msg")
     write(tree, "scripts/alpha/run.sh", "#!/bin/bash\necho 'performance: 9.0 samples_per_second'\n", 0o755)
     ids = dict((n, api.inspect_image(prefix("check") + n)["Id"]) for n in ("alpha_cpu.ubuntu", "beta_cpu.ubuntu"))
     manifest_bytes = (tree / "build_manifest.json").read_bytes()

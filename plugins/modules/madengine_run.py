@@ -1,0 +1,417 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: rocm.madengine contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: madengine_run
+short_description: Run the images of a madengine build manifest on a GPU node and return madengine-compatible rows
+version_added: 0.1.0
+description:
+  - Reads a build manifest written by M(rocm.madengine.madengine_build) (or madengine), detects the node's GPUs,
+    takes each image from the engine or its registry as O(pull) says, runs one container per model and returns
+    one result row per result, in madengine's C(perf.csv) columns followed by provenance columns.
+  - The model's script runs as the container's command, from the scripts baked into the image at
+    C(/madengine/scripts) (C(.sh) with bash, C(.py) with python3, a directory's C(run.sh)), with its C(args).
+    The node needs no MAD checkout.
+  - GPUs are detected from sysfs (AMD KFD topology and PCI devices) and from C(amd-smi), C(rocm-smi) or
+    C(nvidia-smi) when installed. AMD containers get C(/dev/kfd) and the render nodes of their GPUs, the
+    node's C(video) and C(render) groups, C(seccomp=unconfined), C(SYS_PTRACE) and the host IPC namespace;
+    NVIDIA containers get a device request for their GPUs. Which GPUs a model gets follows its C(n_gpus)
+    (C(-1) is all) and the context's C(docker_gpus).
+  - The run is judged as madengine does, from the first C(performance:<value> <metric>) line of the log or the
+    rows of the model's C(multiple_results) CSV; a non-zero exit code or a log line with an error pattern is
+    a C(FAILURE); a run past its timeout is killed and is a C(TIMEOUT); C(skip_gpu_arch) gives C(SKIPPED).
+  - A model that fails is a row with status C(FAILURE) and the reason in C(error), never a failed task. The task
+    fails only for problems of the whole node or of the input (manifest, options, GPUs, results directory).
+  - Rows are appended to O(output) after every model, atomically and with a stable header.
+author:
+  - ROCm madengine maintainers (@rocm)
+extends_documentation_fragment:
+  - rocm.madengine.attributes
+  - rocm.madengine.docker
+attributes:
+  check_mode:
+    description: Whether C(--check) is honoured, predicting C(changed) without touching the host.
+    support: full
+    details:
+      - Check mode detects the GPUs, plans every container (image, command, devices, environment with secrets
+        masked, mounts) and returns the plan in RV(runs). It makes no Docker call and writes nothing.
+  diff_mode:
+    description: Whether C(--diff) shows what changed or would change.
+    support: none
+  idempotent:
+    description: Whether a second run with the same arguments reports no change.
+    support: none
+    details:
+      - Every run benchmarks again and appends rows, so it always reports a change when it runs a model.
+options:
+  manifest_path:
+    description:
+      - The build manifest (C(build_manifest.json)) to run.
+    type: path
+  manifest:
+    description:
+      - The build manifest itself, for example RV(rocm.madengine.madengine_build#module:manifest) of a registered
+        build task.
+    type: dict
+  mad_root:
+    description:
+      - A MAD catalogue on the node. Optional; when given, C(<mad_root>/data.json) and C(<mad_root>/credential.json)
+        are the defaults of O(data_config) and O(credential_file), and the scripts of images built without them
+        (by madengine) are copied into the container from here.
+    type: path
+  tags:
+    description:
+      - Run only the manifest's models these tags select, with madengine's tag grammar (model name, tag, C(all),
+        C(dir/tag), C(selector:key=value) to append C( --key value) to the model's args).
+      - A tag that selects no model of the manifest fails the task. Empty runs every model.
+    type: list
+    elements: str
+    default: []
+  additional_context:
+    description:
+      - madengine additional context for the run, as a dict or a string holding a JSON object or Python dict
+        literal. Its keys override the manifest's C(context) (shallow merge).
+      - Run-time keys are C(docker_env_vars), C(docker_mounts), C(docker_gpus), C(docker_cpus), C(gpus_per_node)
+        (also C(n_gpus), C(gpu_count), C(num_gpus), C(ngpus)), C(model_args), C(encapsulate_script), C(timeout),
+        C(data), C(guest_os), C(MAD_ROCM_PATH), C(log_error_pattern_scan), C(log_error_patterns),
+        C(log_error_benign_patterns).
+      - C(docker_gpus) and C(docker_cpus) describe one machine, so the manifest's values (the build host's) are
+        ignored with a warning; give them here.
+    type: raw
+  additional_context_file:
+    description:
+      - JSON file with an additional context object, applied before O(additional_context).
+    type: path
+  gpu_vendor:
+    description:
+      - V(auto) uses the one GPU vendor the node has, or CPU mode when it has no GPU.
+      - V(AMD) or V(NVIDIA) insists on that vendor; the task fails when the node has no such GPU.
+      - V(NONE) is CPU mode; containers get no GPU.
+      - The context's C(gpu_vendor) chooses Dockerfiles at build time and is not used here.
+    type: str
+    choices: [auto, AMD, NVIDIA, NONE]
+    default: auto
+  timeout:
+    description:
+      - Seconds a model may run; C(0) means no limit.
+      - When not set, the context's C(timeout), else the model's own C(timeout) when positive, else C(7200).
+    type: int
+  results_dir:
+    description:
+      - Directory of the run logs (C(<model>_<dockerfile stem>.<run id>.run.live.log)) and of the default O(output);
+        created when missing.
+      - Default the directory of O(manifest_path), else the current directory.
+    type: path
+  output:
+    description:
+      - The node's results CSV. Default C(<results_dir>/perf.csv).
+    type: path
+  append:
+    description:
+      - Keep the rows already in O(output) and add the new ones (as madengine does). With V(false) the file is
+        replaced by this run's rows.
+    type: bool
+    default: true
+  pull:
+    description:
+      - V(missing) uses the image when the engine already has it (by the manifest's registry digest, or by its
+        local name when its id is the one built) and pulls it from the registry otherwise.
+      - V(always) pulls the registry digest (else the registry tag) before each run.
+      - V(never) only uses images the engine has; a missing image fails its model.
+    type: str
+    choices: [always, missing, never]
+    default: missing
+  keep_alive:
+    description:
+      - Keep each model's stopped container instead of removing it (to inspect it with C(docker logs),
+        C(docker cp) or C(docker commit)). Remove them yourself afterwards.
+    type: bool
+    default: false
+  skip_model_run:
+    description:
+      - Take every image as O(pull) says and plan its container, but run nothing; every model gets a C(SKIPPED) row.
+    type: bool
+    default: false
+  disable_skip_gpu_arch:
+    description:
+      - Run models even when their C(skip_gpu_arch) lists the node's GPU architecture.
+    type: bool
+    default: false
+  sysfs_root:
+    description:
+      - Where sysfs is mounted; GPU detection reads C(devices/virtual/kfd), C(bus/pci/devices) and C(module) below it.
+    type: path
+    default: /sys
+  dev_root:
+    description:
+      - Where the node's device nodes are (C(kfd), C(dri/renderD*)); containers always see them under C(/dev).
+    type: path
+    default: /dev
+  credential_file:
+    description:
+      - madengine C(credential.json). The entry named by a model's C(cred) becomes environment variables
+        C(<CRED>_<KEY>) of its container; the entry keyed by the manifest's registry logs in for pulls.
+      - Its values never appear in results, logs or rows.
+    type: path
+  data_config:
+    description:
+      - madengine C(data.json) with the data providers of the models' C(data) names.
+      - Only C(local) providers (mounted read-only unless C(readwrite)) and pre-staged mirrors of other providers
+        (C(<mirrorlocal>/<data name>), mounted read-write) are served; a model whose data needs a download fails
+        with the reason.
+    type: path
+  force_mirror_local:
+    description:
+      - Directory used as C(mirrorlocal) of every non-local data provider (madengine's C(--force-mirror-local)).
+    type: path
+  node_name:
+    description:
+      - The C(host) column of the rows. Playbooks set it to C({{ inventory_hostname }}).
+      - Default the node's host name.
+    type: str
+  deployment_type:
+    description:
+      - The C(deployment_type) column; when not given, E(MAD_DEPLOYMENT_TYPE), else C(local).
+    type: str
+  vm_id:
+    description:
+      - The C(vm_id) column, when the node is an ephemeral VM.
+    type: str
+  run_id:
+    description:
+      - Identifier of this run in rows, container names, labels and log names. Give the same value to every
+        call of one benchmark (for example one call per model). Default a new time-based id.
+    type: str
+notes:
+  - Progress is not streamed by a module. Calling the module once per model (a loop over the model names with
+    O(tags) set to the item, one O(run_id) and one O(output)) shows one line per model as the play runs;
+    RV(runs) gives each model's timings.
+  - Data providers that download (custom scripts, MinIO, NAS, S3) and models with a C(url) to clone inside
+    the container are not supported; context keys C(tools), C(pre_scripts) and C(post_scripts) are ignored
+    with a warning.
+  - Unlike madengine, a manifest is never rewritten, FAILURE rows carry the reason in C(error), failed builds
+    recorded in the manifest become FAILURE rows, and an image that cannot be pulled fails its model instead
+    of silently running a stale local copy.
+seealso:
+  - module: rocm.madengine.madengine_build
+  - module: rocm.madengine.madengine_discover
+"""
+
+EXAMPLES = r"""
+---
+- name: Run every model of the manifest on this node
+  rocm.madengine.madengine_run:
+    manifest_path: /srv/results/build_manifest.json
+    results_dir: /srv/results
+    node_name: "{{ inventory_hostname }}"
+  register: run
+
+- name: Show the summary
+  ansible.builtin.debug:
+    var: run.summary
+
+- name: One call per model, so the play shows progress model by model
+  rocm.madengine.madengine_run:
+    manifest: "{{ build.manifest }}"
+    tags: ["{{ item }}"]
+    run_id: "{{ madengine_run_id }}"
+    results_dir: /srv/results
+    node_name: "{{ inventory_hostname }}"
+    gpu_vendor: AMD
+    timeout: 3600
+  loop: "{{ build.manifest.built_models.values() | map(attribute='name') | unique }}"
+  register: per_model
+
+- name: Plan the containers without running them
+  rocm.madengine.madengine_run:
+    manifest_path: /srv/results/build_manifest.json
+    additional_context:
+      docker_gpus: "0-3"
+      docker_env_vars:
+        HSA_ENABLE_SDMA: "0"
+  check_mode: true
+  register: plan
+"""
+
+RETURN = r"""
+results:
+  description:
+    - One row per result (a model with C(multiple_results) gives one row per CSV row, named C(<model>_<row model>)).
+    - madengine's 29 C(perf.csv) columns first (C(model), C(n_gpus), C(nnodes), C(gpus_per_node),
+      C(training_precision), C(pipeline), C(args), C(tags), C(docker_file), C(base_docker), C(docker_sha),
+      C(docker_image), C(git_commit), C(machine_name), C(deployment_type), C(launcher), C(gpu_architecture),
+      C(performance), C(metric), C(relative_change), C(status), C(build_duration), C(test_duration), C(dataname),
+      C(data_provider_type), C(data_size), C(data_download_duration), C(build_number),
+      C(additional_docker_run_options)), then C(host), C(image_digest), C(gpu_product), C(gpu_ids),
+      C(driver_version), C(rocm_version), C(cuda_version), C(start_time), C(end_time), C(exit_code), C(run_id),
+      C(log_path), C(vm_id), C(error), then the extra columns of multiple_results CSVs. Every value is a string.
+    - C(status) is C(SUCCESS), C(FAILURE), C(TIMEOUT) or C(SKIPPED); C(error) says why for the last three.
+    - Empty in check mode.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - model: dummy
+      n_gpus: "1"
+      gpu_architecture: gfx942
+      performance: "2000.5"
+      metric: samples_per_second
+      status: SUCCESS
+      test_duration: "0.412"
+      host: gpu-node-1
+      image_digest: >-
+        localhost:5000/ci-dummy_cpu.ubuntu@sha256:0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c
+      gpu_ids: "0"
+      exit_code: "0"
+      run_id: 20261122T101500Z-1a2b3c
+      log_path: /srv/results/dummy_cpu.ubuntu.20261122T101500Z-1a2b3c.run.live.log
+      error: ""
+perf_csv:
+  description: Absolute path of the node's results CSV (in check mode, the file that would be written).
+  returned: always
+  type: str
+  sample: /srv/results/perf.csv
+summary:
+  description:
+    - C(run_id), C(node), C(perf_csv), C(models) (model runs), C(rows), C(counts) (rows per status),
+      C(failed) (C(model), C(status), C(error) of every FAILURE and TIMEOUT row), C(skipped) (C(model), C(reason))
+      and C(duration) (seconds).
+  returned: always
+  type: dict
+  sample:
+    run_id: 20261122T101500Z-1a2b3c
+    node: gpu-node-1
+    perf_csv: /srv/results/perf.csv
+    models: 2
+    rows: 2
+    counts: {SUCCESS: 1, FAILURE: 1, TIMEOUT: 0, SKIPPED: 0}
+    failed:
+      - model: dummy_fail
+        status: FAILURE
+        error: "the script exited with code 3; log: RuntimeError: simulated failure after warm-up"
+    skipped: []
+    duration: 1.9
+runs:
+  description:
+    - One item per model run (image) in order, with C(model), C(image) (manifest key), C(action) (C(run), C(skip)
+      or C(fail), as planned) and C(reason), C(timeout), C(gpu_ids), C(log_path), C(data) (mounts) and C(container),
+      the planned container (C(name), C(image), C(image_id), C(command), C(working_dir), C(user), C(environment)
+      with secret values masked, C(devices), C(device_requests), C(group_add), C(binds), C(cap_add),
+      C(security_opt), C(ipc_mode), C(network_mode), C(labels), ... and C(docker_run), the equivalent command
+      line), or null when none is planned.
+    - After a run also C(status), C(image_digest), C(pulled), C(exit_code), C(start_time), C(end_time), C(rows),
+      C(kept) and C(timings) (seconds C(image), C(run), C(total)).
+  returned: always
+  type: list
+  elements: dict
+gpu:
+  description:
+    - What GPU detection found, C(vendor) (C(AMD), C(NVIDIA) or C(NONE)), C(count), C(architecture), C(product),
+      C(driver_version), C(rocm_version), C(cuda_version), C(gpus) (C(index), C(arch), C(render_minor),
+      C(pci_bdf), C(product), C(node_id), C(uuid)) and C(notes).
+  returned: always
+  type: dict
+  sample:
+    vendor: AMD
+    count: 8
+    architecture: gfx942
+    product: AMD Instinct MI300X
+    driver_version: 6.8.5
+    rocm_version: 6.4.1
+    cuda_version: ""
+    gpus: []
+    notes: []
+run_id:
+  description: The run's identifier.
+  returned: always
+  type: str
+  sample: 20261122T101500Z-1a2b3c
+filtered:
+  description:
+    - Images of the manifest left out because another image of the same model fits the node (vendor or
+      architecture), with C(model), C(image) and C(reason).
+  returned: always
+  type: list
+  elements: dict
+ansible_facts:
+  description: Facts set on the node.
+  returned: always
+  type: dict
+  contains:
+    madengine_results:
+      description: The same rows as RV(results).
+      type: list
+      elements: dict
+"""
+
+from ansible.module_utils.basic import AnsibleModule, env_fallback
+
+from ansible_collections.rocm.madengine.plugins.module_utils._common import MadengineError
+from ansible_collections.rocm.madengine.plugins.module_utils._docker import DOCKER_COMMON_ARGS, client_from_module
+from ansible_collections.rocm.madengine.plugins.module_utils._run_task import run_models
+
+
+def main():
+    argument_spec = dict(
+        manifest_path=dict(type="path"),
+        manifest=dict(type="dict"),
+        mad_root=dict(type="path"),
+        tags=dict(type="list", elements="str", default=[]),
+        additional_context=dict(type="raw"),
+        additional_context_file=dict(type="path"),
+        gpu_vendor=dict(type="str", choices=["auto", "AMD", "NVIDIA", "NONE"], default="auto"),
+        timeout=dict(type="int"),
+        results_dir=dict(type="path"),
+        output=dict(type="path"),
+        append=dict(type="bool", default=True),
+        pull=dict(type="str", choices=["always", "missing", "never"], default="missing"),
+        keep_alive=dict(type="bool", default=False),
+        skip_model_run=dict(type="bool", default=False),
+        disable_skip_gpu_arch=dict(type="bool", default=False),
+        sysfs_root=dict(type="path", default="/sys"),
+        dev_root=dict(type="path", default="/dev"),
+        credential_file=dict(type="path"),
+        data_config=dict(type="path"),
+        force_mirror_local=dict(type="path"),
+        node_name=dict(type="str"),
+        deployment_type=dict(type="str", fallback=(env_fallback, ["MAD_DEPLOYMENT_TYPE"])),
+        vm_id=dict(type="str"),
+        run_id=dict(type="str"),
+    )
+    argument_spec.update(DOCKER_COMMON_ARGS)
+    module = AnsibleModule(
+        argument_spec=argument_spec,
+        mutually_exclusive=[("manifest_path", "manifest")],
+        required_one_of=[("manifest_path", "manifest")],
+        supports_check_mode=True,
+    )
+
+    def register_secrets(values):
+        module.no_log_values.update(values)
+
+    timeout_bin = module.get_bin_path("timeout")
+
+    def run_tool(argv):
+        """A GPU tool, bounded to 60 s when coreutils' timeout is there (a wedged driver can hang them)."""
+        try:
+            return module.run_command(([timeout_bin, "60"] if timeout_bin else []) + list(argv),
+                                      handle_exceptions=False)
+        except OSError as exc:
+            return None, "", str(exc)
+
+    try:
+        result = run_models(module.params, module.check_mode, lambda: client_from_module(module), module.warn,
+                            register_secrets, run_tool, progress=module.debug)
+    except MadengineError as exc:
+        module.fail_json(msg=str(exc))
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

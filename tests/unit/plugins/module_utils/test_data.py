@@ -1,0 +1,80 @@
+"""data.json providers (_data module_utils): what a model's data mounts are, or why it has none."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ansible_collections.rocm.madengine.plugins.module_utils._common import MadengineError
+from ansible_collections.rocm.madengine.plugins.module_utils._data import data_env, load_data_config, resolve
+
+
+def model(data):
+    return {"name": "m", "data": data}
+
+
+def test_local_provider_read_only_unless_readwrite(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    providers = {"a": {"local": {"path": str(tmp_path / "a")}},
+                 "b": {"local": {"path": str(tmp_path / "b"), "home": "/data", "readwrite": "true"}}}
+    mounts = resolve(model("a, b"), providers, "data.json")
+    assert [m.bind() for m in mounts] == ["%s:/data_dlm_0:ro" % (tmp_path / "a"), "%s:/data_1:rw" % (tmp_path / "b")]
+    assert [m.provider for m in mounts] == ["local", "local"]
+    assert data_env(mounts) == {"MAD_DATAHOME": "/data_dlm_0,/data_1", "MAD_DATANAME": "a,b"}
+    assert data_env([]) == {}
+
+
+def test_mirrors_serve_other_providers(tmp_path):
+    (tmp_path / "mirror" / "ds").mkdir(parents=True)
+    (tmp_path / "forced" / "ds").mkdir(parents=True)
+    providers = {"ds": {"nas": {"path": "/nas/ds", "mirrorlocal": str(tmp_path / "mirror")}}}
+    (mount,) = resolve(model("ds"), providers, "data.json")
+    assert (mount.provider, mount.host_path, mount.read_only) == ("nas", str(tmp_path / "mirror" / "ds"), False)
+    (forced,) = resolve(model("ds"), {"ds": {"aws": {"path": "s3://b/ds"}}}, "data.json",
+                        force_mirror_local=str(tmp_path / "forced"))
+    assert forced.host_path == str(tmp_path / "forced" / "ds") and forced.provider == "aws"
+
+
+def test_custom_before_local_in_madengine_order_but_only_when_servable(tmp_path):
+    (tmp_path / "d").mkdir()
+    providers = {"d": {"local": {"path": str(tmp_path / "d")}, "custom": {"path": "scripts/get.sh"}}}
+    (mount,) = resolve(model("d"), providers, "data.json")
+    assert mount.provider == "local"
+
+
+@pytest.mark.parametrize("providers, message", [
+    ({}, r"^Model 'm' needs data 'd', which data.json does not define\.$"),
+    ({"d": {"local": {"path": "/nonexistent/madci"}}},
+     r"^Model 'm': data 'd' is not available: local path /nonexistent/madci does not exist on this node\.$"),
+    ({"d": {"local": {"path": "/tmp", "mirrorlocal": "/tmp"}}},
+     r"^Model 'm': data 'd' is not available: the local provider cannot have mirrorlocal\.$"),
+    ({"d": {"minio": {"path": "s3://b"}}},
+     r"^Model 'm': data 'd' is not available: provider minio needs a download, which madengine_run does not do; "
+     r"pre-stage the data and set mirrorlocal or force_mirror_local\.$"),
+    ({"d": {"nas": {"path": "/n", "mirrorlocal": "/nonexistent/m"}}},
+     r"^Model 'm': data 'd' is not available: provider nas: mirror /nonexistent/m/d does not exist on this node "
+     r"\(madengine_run does not download data\)\.$"),
+    ({"d": {"ftp": {"path": "x"}}}, r"^Model 'm': data 'd' is not available: unknown provider type ftp\.$"),
+    ({"d": "local"}, r"^Data 'd' in data.json must be an object of providers\.$"),
+])
+def test_unavailable_data_names_model_and_reason(providers, message):
+    with pytest.raises(MadengineError, match=message):
+        resolve(model("d"), providers, "data.json")
+
+
+def test_no_data_config_at_all():
+    with pytest.raises(MadengineError, match=r"^Model 'm' needs data 'd', but no data_config was given\.$"):
+        resolve(model("d"), {}, None)
+
+
+def test_context_data_overlays_the_file(tmp_path):
+    path = tmp_path / "data.json"
+    path.write_text(json.dumps({"d": {"local": {"path": "/a"}, "nas": {"path": "/n"}}, "e": {"local": {"path": "/e"}}}))
+    merged = load_data_config(str(path), {"d": {"local": {"path": "/b"}}, "f": {"local": {"path": "/f"}}})
+    assert merged == {"d": {"local": {"path": "/b"}, "nas": {"path": "/n"}}, "e": {"local": {"path": "/e"}},
+                      "f": {"local": {"path": "/f"}}}
+    path.write_text("[1]")
+    with pytest.raises(MadengineError, match=r"must hold a JSON object keyed by data name"):
+        load_data_config(str(path))

@@ -1,0 +1,234 @@
+"""madengine_run through the AnsibleModule harness, in the cases that need no Docker engine.
+
+``docker_host`` points at a socket that does not exist: any Docker call would fail the task, so a
+passing test here shows the module made none.  GPUs come from a fake sysfs tree and fake vendor tools
+on PATH.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+
+import pytest
+from fake_gpu_sysfs import FakeGpuSysfs, fake_amd_smi, fake_devices, fake_nvidia_smi, fake_rocm
+from manifest_builder import manifest, simple
+
+from ansible_collections.rocm.madengine.plugins.module_utils._rows import COLUMNS, MADENGINE_COLUMNS
+from ansible_collections.rocm.madengine.plugins.modules import madengine_run
+
+NO_ENGINE = "unix:///nonexistent/madci-docker.sock"
+
+
+@pytest.fixture
+def node(tmp_path, monkeypatch):
+    """An empty fake node: sysfs tree, tools directory first on PATH, results directory."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    monkeypatch.setenv("PATH", "%s:%s" % (bin_dir, os.environ["PATH"]))
+    monkeypatch.delenv("ROCM_PATH", raising=False)
+    return {"fs": FakeGpuSysfs(tmp_path / "sys"), "bin": bin_dir, "results": tmp_path / "results",
+            "rocm": fake_rocm(tmp_path / "rocm"), "tmp": tmp_path}
+
+
+def write_manifest(tmp_path, document):
+    path = tmp_path / "build_manifest.json"
+    path.write_text(json.dumps(document))
+    return str(path)
+
+
+def args(node, manifest_path, **extra):
+    base = {"docker_host": NO_ENGINE, "sysfs_root": node["fs"].root,
+            "results_dir": str(node["results"]), "run_id": "unit-run", "node_name": "node-a",
+            "additional_context": {"MAD_ROCM_PATH": node["rocm"]}}
+    if manifest_path is not None:
+        base["manifest_path"] = manifest_path
+    base.update(extra)
+    return base
+
+
+def sample_manifest():
+    return manifest(simple("dummy", tags=["smoke"]), simple("sample_gpu", key="ci-sample_gpu_sample.ubuntu.amd",
+                                                            vendor="AMD", n_gpus="-1", skip_gpu_arch="gfx908",
+                                                            args="--batch-size 8", cred="HF"))
+
+
+def test_check_mode_plans_amd_containers_without_docker(node, module_runner):
+    node["fs"].add_amd_gpu("gfx942").add_amd_gpu("gfx942")
+    fake_amd_smi(node["bin"], ["AMD Instinct MI300X", "AMD Instinct MI300X"])
+    creds = node["tmp"] / "credential.json"
+    creds.write_text(json.dumps({"HF": {"username": "hf-user", "password": "Hf-Secret-7781"}}))
+    path = write_manifest(node["tmp"], sample_manifest())
+    result = module_runner(madengine_run, args(node, path, credential_file=str(creds), dev_root="/dev"),
+                           check_mode=True)
+    assert not result.failed, result.get("msg")
+    assert result["changed"] is True and result["results"] == [] and result["ansible_facts"]["madengine_results"] == []
+    assert result["gpu"]["vendor"] == "AMD" and result["gpu"]["count"] == 2
+    assert result["gpu"]["notes"] == ["Device nodes /dev/kfd, /dev/dri/renderD128, /dev/dri/renderD136 do not exist "
+                                      "on this node."]
+    dummy, gpu = result["runs"]
+    assert dummy["action"] == "run" and dummy["gpu_ids"] == [0]
+    container = gpu["container"]
+    assert container["image"] == "localhost:5000/ci-sample_gpu_sample.ubuntu.amd"
+    assert container["command"] == ["bash", "run.sh", "--batch-size", "8"]
+    assert container["devices"] == ["/dev/kfd:/dev/kfd:rwm", "/dev/dri/renderD128:/dev/dri/renderD128:rwm",
+                                    "/dev/dri/renderD136:/dev/dri/renderD136:rwm"]
+    assert container["environment"]["HF_PASSWORD"] == "********"
+    assert container["environment"]["MAD_SYSTEM_GPU_ARCHITECTURE"] == "gfx942"
+    assert "--device=/dev/kfd:/dev/kfd:rwm" in container["docker_run"]
+    assert "Hf-Secret-7781" not in json.dumps(result)
+    assert not node["results"].exists(), "check mode writes nothing"
+
+
+def test_check_mode_plans_nvidia_device_requests(node, module_runner):
+    node["fs"].add_nvidia_gpu().add_nvidia_gpu()
+    fake_nvidia_smi(node["bin"], [("NVIDIA H100 80GB HBM3", "00000000:18:00.0"),
+                                  ("NVIDIA H100 80GB HBM3", "00000000:28:00.0")])
+    document = manifest(simple("dummy", n_gpus="2"), simple("amd_only", vendor="AMD"))
+    result = module_runner(madengine_run, args(node, write_manifest(node["tmp"], document), gpu_vendor="NVIDIA"),
+                           check_mode=True)
+    assert not result.failed, result.get("msg")
+    assert result["gpu"]["cuda_version"] == "12.4"
+    dummy, amd_only = result["runs"]
+    assert dummy["container"]["device_requests"] == [{"driver": "nvidia", "device_ids": ["0", "1"],
+                                                      "capabilities": [["gpu"]]}]
+    assert dummy["container"]["environment"]["MAD_SYSTEM_GPU_PRODUCT_NAME"] == "NVIDIA H100 80GB HBM3"
+    assert amd_only["action"] == "skip" and amd_only["container"] is None
+
+
+def test_skipped_models_need_no_engine_and_are_rows(node, module_runner):
+    """gfx908 node: sample_gpu is SKIPPED by skip_gpu_arch, read from the (fake) sysfs."""
+    node["fs"].add_amd_gpu("gfx908", product="AMD Instinct MI100")
+    fake_devices(node["tmp"] / "dev", [128])
+    path = write_manifest(node["tmp"], sample_manifest())
+    result = module_runner(madengine_run, args(node, path, tags=["sample_gpu"], dev_root=str(node["tmp"] / "dev")))
+    assert not result.failed, result.get("msg")
+    (row,) = result["results"]
+    assert row["status"] == "SKIPPED" and row["model"] == "sample_gpu"
+    assert row["error"] == "skip_gpu_arch of model 'sample_gpu' lists gfx908, this node's GPU architecture"
+    assert row["gpu_architecture"] == "gfx908" and row["gpu_product"] == "AMD Instinct MI100"
+    assert row["host"] == "node-a" and row["run_id"] == "unit-run" and row["log_path"] == ""
+    assert result["ansible_facts"]["madengine_results"] == result["results"]
+    assert result["summary"]["counts"] == {"SUCCESS": 0, "FAILURE": 0, "TIMEOUT": 0, "SKIPPED": 1}
+    with open(result["perf_csv"], newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader)
+        assert header == list(COLUMNS) and header[:29] == list(MADENGINE_COLUMNS)
+        assert [r[0] for r in reader] == ["sample_gpu"]
+
+
+def test_rows_append_and_replace(node, module_runner):
+    node["fs"].add_amd_gpu("gfx908")
+    fake_devices(node["tmp"] / "dev", [128])
+    path = write_manifest(node["tmp"], sample_manifest())
+    common = args(node, path, tags=["sample_gpu"], dev_root=str(node["tmp"] / "dev"))
+    first = module_runner(madengine_run, common)
+    second = module_runner(madengine_run, dict(common, run_id="unit-run-2"))
+    with open(second["perf_csv"]) as handle:
+        rows = [(r["model"], r["run_id"]) for r in csv.DictReader(handle)]
+    assert rows == [("sample_gpu", "unit-run"), ("sample_gpu", "unit-run-2")]
+    module_runner(madengine_run, dict(common, run_id="unit-run-3", append=False))
+    with open(first["perf_csv"]) as handle:
+        assert [r["run_id"] for r in csv.DictReader(handle)] == ["unit-run-3"]
+
+
+# ---- errors ----------------------------------------------------------------------------------------
+
+def test_missing_and_corrupt_manifests_are_named(node, module_runner, tmp_path):
+    missing = module_runner(madengine_run, args(node, str(tmp_path / "nope.json")))
+    assert missing.failed and missing["msg"] == "manifest %s does not exist." % (tmp_path / "nope.json")
+    corrupt = tmp_path / "corrupt.json"
+    corrupt.write_text('{"built_images": {')
+    result = module_runner(madengine_run, args(node, str(corrupt)))
+    assert result.failed
+    assert result["msg"].startswith("manifest %s is not valid JSON: Expecting property name" % corrupt)
+    other = tmp_path / "other.json"
+    other.write_text('{"models": []}')
+    result = module_runner(madengine_run, args(node, str(other)))
+    assert result["msg"] == ("Manifest %s has no 'built_images' object; is it a madengine build manifest?" % other)
+    empty = module_runner(madengine_run, args(node, write_manifest(tmp_path, manifest())))
+    assert empty["msg"] == "Manifest %s holds no image to run." % (tmp_path / "build_manifest.json")
+    inline = module_runner(madengine_run, args(node, None, manifest={"built_images": {}}))
+    assert inline["msg"] == "The manifest option has no 'built_models' object; is it a madengine build manifest?"
+
+
+def test_manifest_options_exclusive_and_required(node, module_runner):
+    both = module_runner(madengine_run, args(node, "/x.json", manifest=sample_manifest()))
+    assert both["msg"] == "parameters are mutually exclusive: manifest_path|manifest"
+    neither = module_runner(madengine_run, args(node, None))
+    assert neither["msg"] == "one of the following is required: manifest_path, manifest"
+
+
+def test_bad_options(node, module_runner):
+    path = write_manifest(node["tmp"], sample_manifest())
+    vendor = module_runner(madengine_run, args(node, path, gpu_vendor="INTEL"))
+    assert vendor.failed and vendor["msg"] == ("value of gpu_vendor must be one of: auto, AMD, NVIDIA, NONE, "
+                                               "got: INTEL")
+    timeout = module_runner(madengine_run, args(node, path, timeout=-5))
+    assert timeout["msg"] == "timeout must be 0 (no limit) or a number of seconds, not -5."
+    run_id = module_runner(madengine_run, args(node, path, run_id="a b"))
+    assert run_id["msg"] == "run_id 'a b' must be 1-64 letters, digits, '.', '_' or '-'."
+    tag = module_runner(madengine_run, args(node, path, tags=["nope"]))
+    assert tag["msg"] == ("Tag 'nope' selects no model of manifest %s (models: dummy, sample_gpu)." % path)
+    ctx = module_runner(madengine_run, args(node, path, additional_context={"docker_env_vars": []}))
+    assert ctx["msg"] == ("Context key 'docker_env_vars' (from the context of manifest %s and additional_context) "
+                          "must be an object, not an array." % path)
+
+
+def test_forced_vendor_on_a_node_without_such_gpus(node, module_runner):
+    path = write_manifest(node["tmp"], sample_manifest())
+    amd = module_runner(madengine_run, args(node, path, gpu_vendor="AMD"), check_mode=True)
+    assert amd.failed and amd["msg"] == ("gpu_vendor is AMD, but this node has no AMD GPU: %s/devices/virtual/kfd/kfd/"
+                                         "topology/nodes lists no GPU node." % node["fs"].root)
+    nvidia = module_runner(madengine_run, args(node, path, gpu_vendor="NVIDIA"))
+    assert nvidia.failed and nvidia["msg"].startswith("gpu_vendor is NVIDIA, but this node has no NVIDIA GPU: ")
+
+
+def test_missing_device_nodes_fail_before_anything_runs(node, module_runner):
+    node["fs"].add_amd_gpu("gfx942")
+    dev = node["tmp"] / "dev"
+    dev.mkdir()
+    path = write_manifest(node["tmp"], sample_manifest())
+    result = module_runner(madengine_run, args(node, path, dev_root=str(dev)))
+    assert result.failed
+    assert result["msg"] == ("This node's AMD GPUs are listed in %s, but device nodes %s/kfd, %s/dri/renderD128 do "
+                             "not exist; is the amdgpu driver loaded (dev_root is %s)?"
+                             % (node["fs"].root, dev, dev, dev))
+    assert not node["results"].exists()
+
+
+def test_unwritable_results_dir(node, module_runner):
+    blocker = node["tmp"] / "a-file"
+    blocker.write_text("")
+    path = write_manifest(node["tmp"], sample_manifest())
+    result = module_runner(madengine_run, args(node, path, results_dir=str(blocker / "results")))
+    assert result.failed
+    assert result["msg"] == "results_dir %s cannot be created: Not a directory." % (blocker / "results")
+    output = module_runner(madengine_run, args(node, path, output=str(node["tmp"])))
+    assert output["msg"] == "output %s cannot be written: it is a directory." % node["tmp"]
+
+
+def test_unreachable_engine_is_a_clear_error(node, module_runner):
+    path = write_manifest(node["tmp"], sample_manifest())
+    result = module_runner(madengine_run, args(node, path, tags=["dummy"]))
+    assert result.failed and result["msg"].startswith("The Docker engine at %s is unreachable: " % NO_ENGINE)
+
+
+def test_node_keys_of_the_manifest_context_are_not_applied(node, module_runner):
+    """madengine records the build host's docker_gpus in the manifest: it must not pick this node's GPUs."""
+    node["fs"].add_amd_gpu("gfx942").add_amd_gpu("gfx942")
+    document = sample_manifest()
+    document["context"].update(docker_gpus="0-7", docker_cpus="0-63")
+    path = write_manifest(node["tmp"], document)
+    result = module_runner(madengine_run, args(node, path, tags=["dummy"]), check_mode=True)
+    assert not result.failed, result.get("msg")
+    assert result["warnings"] == [
+        "The context key 'docker_gpus' (0-7) of manifest %s describes the build host and is ignored; give it in "
+        "additional_context to set it for this node." % path,
+        "The context key 'docker_cpus' (0-63) of manifest %s describes the build host and is ignored; give it in "
+        "additional_context to set it for this node." % path]
+    assert result["runs"][0]["container"]["cpuset_cpus"] is None and result["runs"][0]["gpu_ids"] == [0]
+    chosen = module_runner(madengine_run, args(node, path, tags=["dummy"], additional_context={
+        "MAD_ROCM_PATH": node["rocm"], "docker_gpus": "1"}), check_mode=True)
+    assert chosen["runs"][0]["gpu_ids"] == [1] and "warnings" in chosen and len(chosen["warnings"]) == 1
