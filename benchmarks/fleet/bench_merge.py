@@ -31,8 +31,8 @@ def import_collection():
     from _collection import use_installed_collection
 
     use_installed_collection()
-    from ansible_collections.rocm.madengine.plugins.module_utils import _report, _rows
-    return _report, _rows
+    from ansible_collections.rocm.madengine.plugins.module_utils import _common, _report, _rows
+    return _common, _report, _rows
 
 
 def generate(rows_module, nodes, rows_total):
@@ -80,7 +80,7 @@ def main():
     parser.add_argument("--nodes", type=int, default=50)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    report_mod, rows_mod = import_collection()
+    common_mod, report_mod, rows_mod = import_collection()
     import pandas as pd
 
     results, models = generate(rows_mod, args.nodes, args.rows)
@@ -94,7 +94,7 @@ def main():
 
     def merge_csv():
         report = report_mod.merge(results, hosts=hosts, models=models)
-        report_mod.write_if_changed(os.path.join(out, "perf.csv"), report.to_csv())
+        common_mod.write_if_changed(os.path.join(out, "perf.csv"), report.to_csv())
         os.unlink(os.path.join(out, "perf.csv"))
         return report
 
@@ -102,9 +102,8 @@ def main():
         report = report_mod.merge(results, hosts=hosts, models=models)
         data = report.to_csv()
         run_id = report_mod.default_run_id(report, data)
-        report_mod.write_if_changed(os.path.join(out, "perf.csv"), data)
-        report_mod.write_if_changed(os.path.join(out, "perf.html"),
-                                    report_mod.to_html(report, "benchmark", run_id))
+        common_mod.write_if_changed(os.path.join(out, "perf.csv"), data)
+        common_mod.write_if_changed(os.path.join(out, "perf.html"), report_mod.to_html(report, "benchmark", run_id))
         report_mod.summary(report, run_id)
         for name in ("perf.csv", "perf.html"):
             os.unlink(os.path.join(out, name))
