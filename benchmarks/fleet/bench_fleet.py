@@ -44,7 +44,8 @@ import uuid
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "tests", "unit"))
-from _collection import run_module, use_installed_collection
+from _collection import leftover_containers, run_module, use_installed_collection
+from docker_helpers import delete_repositories
 from node_engines import start_engines
 
 REGISTRY = os.environ.get("MADCI_REGISTRY", "localhost:5000")
@@ -168,16 +169,17 @@ def ok(result):
 
 
 def cleanup(prefix):
-    listing = subprocess.run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}"], capture_output=True,
-                             text=True, check=False).stdout.split()
-    refs = [r for r in listing if r.startswith(prefix) or r.startswith(REGISTRY + "/" + prefix)]
-    if refs:
-        subprocess.run(["docker", "rmi", "-f"] + refs, check=False, stdout=subprocess.DEVNULL,
+    """Remove this run's images (by name: a rebuilt image keeps only its registry name) and registry tags;
+    return the containers of its runs that are left."""
+    listing = subprocess.run(["docker", "images", "--no-trunc", "--format", "{{.ID}} {{.Repository}}"],
+                             capture_output=True, text=True, check=False).stdout.splitlines()
+    ids = sorted(set(line.split()[0] for line in listing if len(line.split()) == 2 and (
+        line.split()[1].startswith(prefix) or line.split()[1].startswith(REGISTRY + "/" + prefix))))
+    if ids:
+        subprocess.run(["docker", "rmi", "-f"] + ids, check=False, stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL)
-    listing = subprocess.run(["docker", "ps", "-a", "--filter", "label=org.rocm.madengine.run-id", "--format",
-                              '{{.ID}} {{.Label "org.rocm.madengine.run-id"}}'], capture_output=True, text=True,
-                             check=False).stdout.splitlines()
-    return [line.split()[0] for line in listing if len(line.split()) == 2 and line.split()[1].startswith(prefix)]
+    delete_repositories(REGISTRY, prefix)
+    return leftover_containers(prefix)
 
 
 def main():

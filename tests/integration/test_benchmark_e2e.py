@@ -54,10 +54,11 @@ MERGE = "Merge the rows into one CSV and write the HTML report"
 def main_api():
     api = docker.APIClient(base_url=MAIN_ENGINE, version="auto", timeout=120)
     yield api
+    # by tag, and by digest: an image a rebuild replaced keeps only its registry digest
     for image in api.images():
-        for tag in image.get("RepoTags") or []:
-            if tag.startswith(PREFIX) or tag.startswith("%s/%s" % (REGISTRY, PREFIX)):
-                api.remove_image(tag, force=True)
+        refs = (image.get("RepoTags") or []) + (image.get("RepoDigests") or [])
+        if any(ref.startswith(PREFIX) or ref.startswith("%s/%s" % (REGISTRY, PREFIX)) for ref in refs):
+            api.remove_image(image["Id"], force=True)
     delete_repositories(REGISTRY, PREFIX)
     api.close()
 
