@@ -10,6 +10,7 @@ import contextlib
 import io
 import json
 import os
+import subprocess
 import sys
 
 
@@ -32,3 +33,11 @@ def run_module(module, args, check_mode=False):
         except SystemExit:
             pass
     return json.loads(out.getvalue())
+
+
+def leftover_containers(prefix):
+    """Ids of the containers, running or not, of madengine_run runs whose run id starts with ``prefix``."""
+    listing = subprocess.run(["docker", "ps", "-a", "--filter", "label=org.rocm.madengine.run-id", "--format",
+                              '{{.ID}} {{.Label "org.rocm.madengine.run-id"}}'], capture_output=True, text=True,
+                             check=False).stdout.splitlines()
+    return [line.split()[0] for line in listing if len(line.split()) == 2 and line.split()[1].startswith(prefix)]

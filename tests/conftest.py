@@ -140,8 +140,9 @@ def ansible_env(**extra):
     return env
 
 
-def run_playbook(playbook, inventory="localhost,", extra_vars=None, check=False, env=None, timeout=900, args=()):
-    """Run ansible-playbook with the json callback; return (returncode, parsed output, stderr)."""
+def run_playbook(playbook, inventory="localhost,", extra_vars=None, check=False, env=None, timeout=900, args=(),
+                 cwd=None):
+    """Run ansible-playbook with the json callback (in ``cwd``); return (returncode, parsed output, stderr)."""
     cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", inventory, str(playbook)]
     if extra_vars:
         cmd += ["-e", json.dumps(extra_vars)]
@@ -149,7 +150,7 @@ def run_playbook(playbook, inventory="localhost,", extra_vars=None, check=False,
         cmd.append("--check")
     cmd += list(args)
     proc = subprocess.run(cmd, check=False, capture_output=True, text=True, env=ansible_env(**(env or {})),
-                          timeout=timeout)
+                          timeout=timeout, cwd=cwd)
     try:
         parsed = json.loads(proc.stdout)
     except ValueError:

@@ -32,7 +32,7 @@ import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from _collection import run_module, use_installed_collection
+from _collection import leftover_containers, run_module, use_installed_collection
 
 REGISTRY = os.environ.get("MADCI_REGISTRY", "localhost:5000")
 BASE = REGISTRY + "/mad-base:busybox"
@@ -148,10 +148,7 @@ def cleanup(prefix):
                        stderr=subprocess.DEVNULL)
     subprocess.run(["docker", "image", "prune", "-f", "--filter", "label=madci.bench=%s" % prefix], check=False,
                    stdout=subprocess.DEVNULL)
-    listing = subprocess.run(["docker", "ps", "-a", "--filter", "label=org.rocm.madengine.run-id", "--format",
-                              '{{.ID}} {{.Label "org.rocm.madengine.run-id"}}'], capture_output=True, text=True,
-                             check=False).stdout.splitlines()
-    return [line.split()[0] for line in listing if len(line.split()) == 2 and line.split()[1].startswith(prefix)]
+    return leftover_containers(prefix)
 
 
 def main():

@@ -126,7 +126,13 @@ def run_build(params, check_mode, client_factory, warn, register_secrets):
     register_secrets(credentials.no_log_values(models, extra=[params.get("registry_password")]))
 
     manifest_path = params.get("manifest_path") or os.path.join(mad_root, MANIFEST_NAME)
-    check_writable(manifest_path, "manifest_path")
+    manifest_dir = os.path.dirname(os.path.abspath(manifest_path))
+    if check_mode and not os.path.exists(manifest_dir):
+        # a dry run before the first real one (a playbook makes the directory first): nothing to compare with
+        warn("manifest_path %s: directory %s does not exist yet, so there is no earlier manifest and every image "
+             "is planned as a build (a real run needs the directory)." % (manifest_path, manifest_dir))
+    else:
+        check_writable(manifest_path, "manifest_path")
     log_dir = params.get("log_dir") or os.path.dirname(os.path.abspath(manifest_path))
     check_directory(log_dir, "log_dir", create=not check_mode)
 

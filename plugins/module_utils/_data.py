@@ -51,13 +51,18 @@ class DataMount(object):
         return dict((name, getattr(self, name)) for name in self.__slots__)
 
 
-def load_data_config(path, ctx_data=None):
-    """The data providers: ``path`` (data.json) overlaid by the context's ``data`` object."""
-    document = {}
-    if path:
+def load_data_config(path, ctx_data=None, document=None):
+    """The data providers: ``path`` (data.json), or ``document`` (its content), overlaid by the context's
+    ``data`` object."""
+    if document is not None:
+        if not isinstance(document, dict):
+            raise MadengineError("data_providers must be an object keyed by data name, as in data.json.")
+    elif path:
         document = load_json_file(path, "data_config")
         if not isinstance(document, dict):
             raise MadengineError("data_config %s must hold a JSON object keyed by data name." % path)
+    else:
+        document = {}
     document = copy.deepcopy(document)
     for name, providers in (ctx_data or {}).items():
         if isinstance(providers, dict) and isinstance(document.get(name), dict):

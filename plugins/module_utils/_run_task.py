@@ -25,6 +25,7 @@ from ansible_collections.rocm.madengine.plugins.module_utils._common import Made
 from ansible_collections.rocm.madengine.plugins.module_utils._context import load_context, normalise_context
 from ansible_collections.rocm.madengine.plugins.module_utils._credentials import Credentials
 from ansible_collections.rocm.madengine.plugins.module_utils._data import load_data_config
+from ansible_collections.rocm.madengine.plugins.module_utils._docker import DockerError, scrub
 from ansible_collections.rocm.madengine.plugins.module_utils._gpu import detect, rocm_root
 from ansible_collections.rocm.madengine.plugins.module_utils._manifest import (
     check_directory,
@@ -106,6 +107,34 @@ def summarise(runs, rows, run_id, node, perf_csv, started):
             "counts": counts, "failed": failed, "skipped": skipped, "duration": round(time.monotonic() - started, 3)}
 
 
+def pull_images(runs, executor, check_mode, secrets, warn):
+    """Make sure every image this node would run is on its engine (as the pull policy says), run nothing.
+
+    One item per image to run: ``model``, ``image`` (manifest key), ``ref`` (what a pull asks for),
+    ``pulled``, ``image_digest`` and ``error``.  An image that cannot be had is an ``error`` (and a
+    warning), not a task failure: the model's run says so in its row.
+    """
+    images = []
+    for run in runs:
+        if run.action != "run":
+            continue
+        entry = run.entry
+        item = {"model": run.name, "image": run.key,
+                "ref": entry.get("registry_digest") or entry.get("registry_image") or entry.get("docker_image") or "",
+                "pulled": False, "image_digest": "", "error": ""}
+        if not check_mode:
+            try:
+                image = executor.resolve_image(run)
+            except (MadengineError, DockerError) as exc:
+                item["error"] = scrub(str(exc), secrets)
+                warn("Model '%s': %s" % (run.name, item["error"]))
+            else:
+                item["pulled"] = run.pulled
+                item["image_digest"] = executor.image_digest(run, image)
+        images.append(item)
+    return images
+
+
 def run_models(params, check_mode, client_factory, warn, register_secrets, runner, progress=None, find_tool=None,
                group_ids=None, environ=None):
     """Run madengine_run; ``params`` are the module options, ``runner(argv) -> (rc, out, err)`` runs the
@@ -140,9 +169,14 @@ def run_models(params, check_mode, client_factory, warn, register_secrets, runne
 
     credentials = Credentials.load(params.get("credential_file") or _default_file(mad_root, "credential.json"),
                                    environ=environ)
-    data_config = params.get("data_config") or _default_file(mad_root, "data.json")
-    providers = load_data_config(data_config, ctx.get("data"))
-    data_source = "data_config %s" % data_config if data_config else None
+    if params.get("data_providers") is not None:
+        data_config = None
+        providers = load_data_config(None, ctx.get("data"), document=params["data_providers"])
+        data_source = "the data_providers option"
+    else:
+        data_config = params.get("data_config") or _default_file(mad_root, "data.json")
+        providers = load_data_config(data_config, ctx.get("data"))
+        data_source = "data_config %s" % data_config if data_config else None
     if not data_source and ctx.get("data"):
         data_source = "the context's data"
 
@@ -175,6 +209,21 @@ def run_models(params, check_mode, client_factory, warn, register_secrets, runne
         "perf_csv": output,
         "filtered": planner.filtered,
     }
+    if params.get("pull_only"):
+        # Images only: no container, no row, no file, and no facts (they would replace the node's rows).
+        client = None
+        try:
+            if not check_mode and any(run.action == "run" for run in runs):
+                client = client_factory()
+            executor = Executor(client, settings, gpu, credentials, secrets=secrets, progress=progress)
+            images = pull_images(runs, executor, check_mode, secrets, warn)
+        finally:
+            if client is not None:
+                client.close()
+        result.update(changed=any(item["pulled"] for item in images), results=[], images=images,
+                      runs=[r.as_result(secrets) for r in runs],
+                      summary=summarise(runs, [], run_id, settings.node_name, output, started))
+        return result
     if check_mode:
         if missing:
             result["gpu"]["notes"].append("Device nodes %s do not exist on this node." % ", ".join(missing))

@@ -38,7 +38,8 @@ attributes:
     details:
       - Check mode makes no Docker call. It plans build or reuse from the existing manifest at
         O(manifest_path), so an image deleted from the engine or a base image updated in its registry
-        since then is not noticed.
+        since then is not noticed. When the manifest's directory does not exist yet, every image is planned as
+        a build, with a warning.
   diff_mode:
     description: Whether C(--diff) shows what changed or would change.
     support: none

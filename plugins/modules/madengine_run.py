@@ -49,6 +49,7 @@ attributes:
     support: none
     details:
       - Every run benchmarks again and appends rows, so it always reports a change when it runs a model.
+      - With O(pull_only) it changes only when it pulled an image, so a second call reports no change.
 options:
   manifest_path:
     description:
@@ -138,6 +139,16 @@ options:
       - Take every image as O(pull) says and plan its container, but run nothing; every model gets a C(SKIPPED) row.
     type: bool
     default: false
+  pull_only:
+    description:
+      - Only make sure every image this node would run is on its engine, as O(pull) says, and return them in
+        RV(images); run no container, write no file, return no row and set no fact.
+      - An image that cannot be pulled is an C(error) of its RV(images) item and a warning, not a failed task
+        (the model's run then fails with the reason in its row).
+      - Playbooks use it to pull before the runs with a C(throttle), so that a large fleet does not pull from the
+        registry all at once.
+    type: bool
+    default: false
   disable_skip_gpu_arch:
     description:
       - Run models even when their C(skip_gpu_arch) lists the node's GPU architecture.
@@ -166,6 +177,11 @@ options:
         (C(<mirrorlocal>/<data name>), mounted read-write) are served; a model whose data needs a download fails
         with the reason.
     type: path
+  data_providers:
+    description:
+      - The content of a madengine C(data.json) (data name to providers), instead of the file O(data_config), so a
+        playbook can send the build host's file to the nodes as data. Served as O(data_config) says.
+    type: dict
   force_mirror_local:
     description:
       - Directory used as C(mirrorlocal) of every non-local data provider (madengine's C(--force-mirror-local)).
@@ -227,6 +243,12 @@ EXAMPLES = r"""
     timeout: 3600
   loop: "{{ build.manifest.built_models.values() | map(attribute='name') | unique }}"
   register: per_model
+
+- name: Pull the images first, at most 8 nodes at a time
+  rocm.madengine.madengine_run:
+    manifest: "{{ build.manifest }}"
+    pull_only: true
+  throttle: 8
 
 - name: Plan the containers without running them
   rocm.madengine.madengine_run:
@@ -339,9 +361,25 @@ filtered:
   returned: always
   type: list
   elements: dict
+images:
+  description:
+    - With O(pull_only), one item per image the node would run, with C(model), C(image) (manifest key), C(ref)
+      (the registry digest, else the tag a pull asks for), C(pulled), C(image_digest) and C(error) (empty when
+      the image is there). In check mode only the plan (C(pulled) false, no digest).
+  returned: when O(pull_only) is set
+  type: list
+  elements: dict
+  sample:
+    - model: dummy
+      image: ci-dummy_cpu.ubuntu
+      ref: localhost:5000/ci-dummy_cpu.ubuntu@sha256:0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c
+      pulled: true
+      image_digest: >-
+        localhost:5000/ci-dummy_cpu.ubuntu@sha256:0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c
+      error: ""
 ansible_facts:
-  description: Facts set on the node.
-  returned: always
+  description: Facts set on the node (not with O(pull_only)).
+  returned: unless O(pull_only) is set
   type: dict
   contains:
     madengine_results:
@@ -373,11 +411,13 @@ def main():
         pull=dict(type="str", choices=["always", "missing", "never"], default="missing"),
         keep_alive=dict(type="bool", default=False),
         skip_model_run=dict(type="bool", default=False),
+        pull_only=dict(type="bool", default=False),
         disable_skip_gpu_arch=dict(type="bool", default=False),
         sysfs_root=dict(type="path", default="/sys"),
         dev_root=dict(type="path", default="/dev"),
         credential_file=dict(type="path"),
         data_config=dict(type="path"),
+        data_providers=dict(type="dict"),
         force_mirror_local=dict(type="path"),
         node_name=dict(type="str"),
         deployment_type=dict(type="str", fallback=(env_fallback, ["MAD_DEPLOYMENT_TYPE"])),
@@ -387,7 +427,7 @@ def main():
     argument_spec.update(DOCKER_COMMON_ARGS)
     module = AnsibleModule(
         argument_spec=argument_spec,
-        mutually_exclusive=[("manifest_path", "manifest")],
+        mutually_exclusive=[("manifest_path", "manifest"), ("data_config", "data_providers")],
         required_one_of=[("manifest_path", "manifest")],
         supports_check_mode=True,
     )

@@ -418,6 +418,24 @@ def test_a_node_engine_pulls_from_the_registry(built, tmp_path, node_engine):
     assert api.containers(all=True) == []
 
 
+def test_pull_only_takes_the_images_a_node_runs_and_runs_nothing(built, tmp_path, node_engine):
+    api = node_engine["api"]
+    key = PREFIX + "dummy2_model2_cpu.ubuntu"
+    entry = built["document"]["built_images"][key]
+    before = set(i["Id"] for i in api.images())
+    assert entry["image_id"] not in before
+    first = run(built, tmp_path, pull_only=True, tags=["dummy2/model2"], docker_host=node_engine["host"])
+    assert not first.failed, first.get("msg")
+    assert first["changed"] is True and first["images"] == [
+        {"model": "dummy2/model2", "image": key, "ref": entry["registry_digest"], "pulled": True,
+         "image_digest": entry["registry_digest"], "error": ""}]
+    assert set(i["Id"] for i in api.images()) - before == {entry["image_id"]}
+    assert first["results"] == [] and "ansible_facts" not in first and not (tmp_path / "results").exists()
+    second = run(built, tmp_path, pull_only=True, tags=["dummy2/model2"], docker_host=node_engine["host"])
+    assert second["changed"] is False and second["images"][0]["pulled"] is False
+    assert api.containers(all=True) == []
+
+
 # ---- a playbook, one task item per model, and secrets ------------------------------------------------
 
 def test_playbook_per_model_with_credentials_and_data_keeps_secrets_out(built, tmp_path, api):

@@ -78,3 +78,12 @@ def test_context_data_overlays_the_file(tmp_path):
     path.write_text("[1]")
     with pytest.raises(MadengineError, match=r"must hold a JSON object keyed by data name"):
         load_data_config(str(path))
+
+
+def test_data_given_as_a_document_is_overlaid_by_the_context():
+    document = {"d": {"local": {"path": "/a"}}}
+    assert load_data_config(None, {"d": {"local": {"path": "/b"}}}, document=document) == {
+        "d": {"local": {"path": "/b"}}}
+    assert document == {"d": {"local": {"path": "/a"}}}, "the given document is not changed"
+    with pytest.raises(MadengineError, match=r"^data_providers must be an object keyed by data name, as in data"):
+        load_data_config(None, document=["d"])

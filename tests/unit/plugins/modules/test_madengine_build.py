@@ -44,6 +44,21 @@ def test_check_mode_plans_without_docker(tree, module_runner):
     assert not list(tree.glob("*.build.live.log"))
 
 
+def test_check_mode_before_the_manifest_directory_exists_plans_builds(tree, module_runner, tmp_path):
+    manifest = tmp_path / "out" / "results" / "build_manifest.json"
+    result = module_runner(madengine_build, args(tree, tags=["dummy_cpu"], manifest_path=str(manifest)),
+                           check_mode=True)
+    assert not result.failed, result.get("msg")
+    assert result["built"] == ["unit-dummy_cpu_cpu.ubuntu"] and result["manifest_changed"] is True
+    assert result["warnings"] == [
+        "manifest_path %s: directory %s does not exist yet, so there is no earlier manifest and every image is "
+        "planned as a build (a real run needs the directory)." % (manifest, manifest.parent)]
+    assert not (tmp_path / "out").exists(), "check mode creates nothing"
+    real = module_runner(madengine_build, args(tree, tags=["dummy_cpu"], manifest_path=str(manifest)))
+    assert real.failed and real["msg"] == ("manifest_path %s cannot be written: directory %s does not exist."
+                                           % (manifest, manifest.parent))
+
+
 def test_unreachable_engine_is_a_clear_error(tree, module_runner):
     result = module_runner(madengine_build, args(tree, tags=["dummy_cpu"]))
     assert result.failed

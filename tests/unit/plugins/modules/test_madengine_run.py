@@ -232,3 +232,47 @@ def test_node_keys_of_the_manifest_context_are_not_applied(node, module_runner):
     chosen = module_runner(madengine_run, args(node, path, tags=["dummy"], additional_context={
         "MAD_ROCM_PATH": node["rocm"], "docker_gpus": "1"}), check_mode=True)
     assert chosen["runs"][0]["gpu_ids"] == [1] and "warnings" in chosen and len(chosen["warnings"]) == 1
+
+
+def test_pull_only_check_mode_lists_the_images_to_pull_and_sets_no_facts(node, module_runner):
+    """A CPU node: the AMD-only image is left out, the vendor-neutral one is listed; no Docker call, no file."""
+    path = write_manifest(node["tmp"], sample_manifest())
+    result = module_runner(madengine_run, args(node, path, pull_only=True), check_mode=True)
+    assert not result.failed, result.get("msg")
+    assert result["images"] == [{"model": "dummy", "image": "ci-dummy_cpu.ubuntu",
+                                 "ref": "localhost:5000/ci-dummy_cpu.ubuntu@sha256:" + "2" * 64,
+                                 "pulled": False, "image_digest": "", "error": ""}]
+    assert result["results"] == [] and "ansible_facts" not in result and result["changed"] is False
+    assert [r["action"] for r in result["runs"]] == ["run", "skip"]
+    assert not node["results"].exists()
+
+
+def test_pull_only_needs_no_engine_when_nothing_runs(node, module_runner):
+    path = write_manifest(node["tmp"], sample_manifest())
+    result = module_runner(madengine_run, args(node, path, pull_only=True, tags=["sample_gpu"]))
+    assert not result.failed, result.get("msg")
+    assert result["images"] == [] and result["changed"] is False and not node["results"].exists()
+
+
+def test_pull_only_with_an_unreachable_engine_is_a_clear_error(node, module_runner):
+    path = write_manifest(node["tmp"], sample_manifest())
+    result = module_runner(madengine_run, args(node, path, pull_only=True))
+    assert result.failed and result["msg"].startswith("The Docker engine at %s is unreachable: " % NO_ENGINE)
+
+
+def test_data_providers_given_as_data_are_planned_like_a_data_json(node, module_runner):
+    data = node["tmp"] / "dataset"
+    data.mkdir()
+    document = manifest(simple("dummy", data="d"))
+    path = write_manifest(node["tmp"], document)
+    result = module_runner(madengine_run, args(node, path, gpu_vendor="NONE",
+                                               data_providers={"d": {"local": {"path": str(data)}}}), check_mode=True)
+    assert not result.failed, result.get("msg")
+    assert result["runs"][0]["data"] == [{"name": "d", "provider": "local", "host_path": str(data),
+                                          "home": "/data_dlm_0", "read_only": True, "note": ""}]
+    assert "%s:/data_dlm_0:ro" % data in result["runs"][0]["container"]["binds"]
+    missing = module_runner(madengine_run, args(node, path, gpu_vendor="NONE", data_providers={}), check_mode=True)
+    assert missing["runs"][0]["action"] == "fail"
+    assert "the data_providers option" in missing["runs"][0]["reason"]
+    both = module_runner(madengine_run, args(node, path, data_providers={}, data_config=str(node["tmp"] / "x.json")))
+    assert both.failed and both["msg"] == "parameters are mutually exclusive: data_config|data_providers"

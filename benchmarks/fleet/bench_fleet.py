@@ -1,0 +1,272 @@
+#!/usr/bin/env python3
+"""benchmark.yml on a simulated fleet: 1 node against 4 nodes, and the 3-model sample end to end.
+
+1. Fleet scaling: rocm.madengine.benchmark (from the installed collection) with the controller on this
+   machine's engine (images built once beforehand, so the runs reuse them and push nothing) and 1, then
+   4, GPU nodes, each a Docker engine of its own (own data root and socket) that really pulls the images
+   from the registry: every node's images are removed before every run.  Rounds alternate between the
+   two fleet sizes; medians.  Two catalogues:
+   - timed: the three sample models, each running --model-seconds (default 3) in its container before
+     it prints its result, as a benchmark spends its time on the GPU rather than on the host CPU.
+     Target: 4 nodes take at most 1.3x the time of 1 node.
+   - instant: the sample models as they are (they finish in milliseconds).  All 4 simulated nodes share
+     this machine's CPUs, so this measures the CPU the orchestration costs per node (Ansible's process
+     per task item, the module, the engine), not the fleet's parallelism: printed, with the CPU seconds
+     per node, no target.
+2. End to end, the 3-model sample madengine's own timing used (dummy, dummy_multi,
+   dummy2/model2:batch-size=32) with inventories/local (this machine is controller and node) and
+   madengine_rebuild=always: discover, build without cache, push, run, merge, report.  Baseline in the
+   same rounds: the same modules called in this process (madengine_discover, madengine_build with
+   rebuild always and the registry, madengine_run, madengine_report), which is the work without
+   Ansible.  Target: the playbook takes at most 15.9 s, madengine 2.1's time for the same build and run
+   on the same kind of machine (behaviour spec section 12); the ratio to the baseline is printed.
+
+Run with the installed collection (MADCI_INSTALLED, else /opt/madci/collections):
+    /opt/madci/venv/bin/python benchmarks/fleet/bench_fleet.py [--rounds 3] [--nodes 4] [--model-seconds 3]
+Needs the Docker engine and registry of ci/setup-host.sh and root (it starts its node engines under
+/tmp).  Everything it creates is removed.  Exits 1 when a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "tests", "unit"))
+from _collection import leftover_containers, run_module, use_installed_collection
+from docker_helpers import delete_repositories
+from node_engines import start_engines
+
+REGISTRY = os.environ.get("MADCI_REGISTRY", "localhost:5000")
+MAIN_ENGINE = "unix:///var/run/docker.sock"
+TARGET_SCALING = 1.3
+MADENGINE_BUILD_RUN_S = 15.9  # the original tool, same 3 models, same kind of machine (behaviour spec section 12)
+SAMPLE_TAGS = ["dummy", "dummy_multi", "dummy2/model2:batch-size=32"]
+SAMPLE_ROWS = 6  # dummy, dummy_multi's four results, dummy2/model2
+
+
+def ansible_env(collections):
+    env = dict(os.environ)
+    deps = os.environ.get("MADCI_DEPS", "/opt/madci/collections")
+    env.update(ANSIBLE_COLLECTIONS_PATH=os.pathsep.join([collections, deps]), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_RETRY_FILES_ENABLED="0", ANSIBLE_LOCALHOST_WARNING="0",
+               ANSIBLE_PYTHON_INTERPRETER=sys.executable)
+    return env
+
+
+def system_cpu():
+    """CPU seconds this machine has spent (all processes, all cores) so far."""
+    with open("/proc/stat") as handle:
+        values = [int(v) for v in handle.readline().split()[1:]]
+    return (sum(values) - values[3] - values[4]) / float(os.sysconf("SC_CLK_TCK"))
+
+
+def playbook(inventory, cwd, extra_vars):
+    """(wall time, CPU seconds of the whole machine) of one rocm.madengine.benchmark run, which must succeed."""
+    command = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", inventory,
+               "rocm.madengine.benchmark", "-e", json.dumps(extra_vars)]
+    cpu, started = system_cpu(), time.monotonic()
+    proc = subprocess.run(command, cwd=cwd, env=ENV, capture_output=True, text=True, check=False)
+    elapsed, cpu = time.monotonic() - started, system_cpu() - cpu
+    if proc.returncode != 0:
+        raise SystemExit("benchmark.yml failed (%s):\n%s" % (inventory, proc.stdout[-4000:] + proc.stderr[-2000:]))
+    return elapsed, cpu
+
+
+def rows_of(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def fleet_inventory(path, mad, engines, prefix):
+    nodes = "\n".join("        node%d: {madengine_docker_host: '%s'}" % (i + 1, e.host) for i, e in enumerate(engines))
+    with open(path, "w") as handle:
+        handle.write("""all:
+  vars:
+    ansible_connection: local
+    madengine_mad_root: '%s'
+    madengine_tags: '%s'
+    madengine_registry: '%s'
+    madengine_image_prefix: '%s'
+    madengine_gpu_vendor: NONE
+    madengine_additional_context: {gpu_vendor: NONE, guest_os: UBUNTU}
+  children:
+    controller:
+      hosts:
+        localhost: {madengine_docker_host: '%s'}
+    gpu_nodes:
+      hosts:
+%s
+""" % (mad, ",".join(SAMPLE_TAGS), REGISTRY, prefix, MAIN_ENGINE, nodes))
+
+
+def timed_catalogue(source, dest, seconds):
+    """The sample catalogue whose models run ``seconds`` in their container before they print results."""
+    shutil.copytree(source, dest)
+    for name in ("run.sh", "run_multi.sh"):
+        path = os.path.join(dest, "scripts", "sample", name)
+        with open(path) as handle:
+            lines = handle.readlines()
+        lines.insert(1, "sleep %s  # the time a benchmark spends on its GPU\n" % seconds)
+        with open(path, "w") as handle:
+            handle.writelines(lines)
+
+
+def scaling(engines, root, name, mad, prefix, count, rounds):
+    """Alternating 1-node and ``count``-node runs: {1: [(wall, cpu)], count: [...]}."""
+    inventories = {}
+    for size in (1, count):
+        inventories[size] = os.path.join(root, "%s-%d.yml" % (name, size))
+        fleet_inventory(inventories[size], mad, engines[:size], prefix)
+    playbook(inventories[count], root, {"madengine_output_dir": os.path.join(root, name + "-warm")})  # build once
+    found = {1: [], count: []}
+    for index in range(rounds):
+        for size in ((1, count) if index % 2 == 0 else (count, 1)):
+            for engine in engines:
+                engine.remove_images()
+            out = os.path.join(root, "%s-%d-%d" % (name, size, index))
+            found[size].append(playbook(inventories[size], root, {"madengine_output_dir": out}))
+            rows = rows_of(os.path.join(out, "perf.csv"))
+            if len(rows) != SAMPLE_ROWS * size or any(r["status"] != "SUCCESS" for r in rows):
+                raise SystemExit("the %d-node run (%s) did not give %d SUCCESS rows" % (size, name, SAMPLE_ROWS * size))
+    return found
+
+
+def modules_flow(modules, mad, root, prefix, index):
+    """The work of benchmark.yml without Ansible: the same modules, called in this process."""
+    discover, build, run, report = modules
+    out = os.path.join(root, "modules-%d" % index)
+    os.makedirs(out)
+    started = time.monotonic()
+    models = ok(run_module(discover, {"mad_root": mad, "tags": SAMPLE_TAGS}))["models"]
+    manifest = ok(run_module(build, {"mad_root": mad, "models": models, "registry": REGISTRY, "rebuild": "always",
+                                     "image_prefix": prefix, "additional_context": {"gpu_vendor": "NONE"},
+                                     "manifest_path": os.path.join(out, "build_manifest.json")}))["manifest"]
+    rows = ok(run_module(run, {"manifest": manifest, "gpu_vendor": "NONE", "results_dir": os.path.join(out, "node"),
+                               "run_id": "%sm%d" % (prefix, index), "node_name": "localhost"}))["results"]
+    merged = ok(run_module(report, {"results": {"localhost": rows}, "models": models, "output_dir": out}))
+    elapsed = time.monotonic() - started
+    if merged["summary"]["counts"]["SUCCESS"] != SAMPLE_ROWS:
+        raise SystemExit("the in-process flow did not give %d SUCCESS rows: %s" % (SAMPLE_ROWS, merged["summary"]))
+    return elapsed
+
+
+def ok(result):
+    if result.get("failed"):
+        raise SystemExit("module failed: %s" % result.get("msg"))
+    return result
+
+
+def cleanup(prefix):
+    """Remove this run's images (by name: a rebuilt image keeps only its registry name) and registry tags;
+    return the containers of its runs that are left."""
+    listing = subprocess.run(["docker", "images", "--no-trunc", "--format", "{{.ID}} {{.Repository}}"],
+                             capture_output=True, text=True, check=False).stdout.splitlines()
+    ids = sorted(set(line.split()[0] for line in listing if len(line.split()) == 2 and (
+        line.split()[1].startswith(prefix) or line.split()[1].startswith(REGISTRY + "/" + prefix))))
+    if ids:
+        subprocess.run(["docker", "rmi", "-f"] + ids, check=False, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+    delete_repositories(REGISTRY, prefix)
+    return leftover_containers(prefix)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds, medians (default 3)")
+    parser.add_argument("--nodes", type=int, default=4, help="nodes of the larger fleet (default 4)")
+    parser.add_argument("--model-seconds", type=float, default=3, help="run time of each timed model (default 3)")
+    options = parser.parse_args()
+    collection = use_installed_collection()
+    ENV.update(ansible_env(os.path.dirname(os.path.dirname(os.path.dirname(collection)))))
+    from ansible_collections.rocm.madengine.plugins.modules import (
+        madengine_build,
+        madengine_discover,
+        madengine_report,
+        madengine_run,
+    )
+
+    session = uuid.uuid4().hex[:6]
+    prefix = "benchfleet%s-" % session
+    root = tempfile.mkdtemp(prefix="madci-bench-fleet-")
+    sample = os.path.join(collection, "examples", "sample_mad")
+    engines = start_engines("/tmp/madci-bench-fleet-%s-node" % session, options.nodes)
+    flow = {"playbook": [], "modules": []}
+    try:
+        timed_catalogue(sample, os.path.join(root, "timed"), options.model_seconds)
+        timed = scaling(engines, root, "timed", os.path.join(root, "timed"), prefix + "t-", options.nodes,
+                        options.rounds)
+        shutil.copytree(sample, os.path.join(root, "instant"))
+        instant = scaling(engines, root, "instant", os.path.join(root, "instant"), prefix + "i-", options.nodes,
+                          options.rounds)
+
+        local = os.path.join(collection, "inventories", "local")
+        modules = (madengine_discover, madengine_build, madengine_run, madengine_report)
+        for index in range(options.rounds):
+            out = os.path.join(root, "e2e-%d" % index)
+            flow["playbook"].append(playbook(local, root, {"madengine_output_dir": out, "madengine_rebuild": "always",
+                                                           "madengine_image_prefix": prefix})[0])
+            rows = rows_of(os.path.join(out, "perf.csv"))
+            if [r["status"] for r in rows] != ["SUCCESS"] * SAMPLE_ROWS:
+                raise SystemExit("the end-to-end run did not give %d SUCCESS rows" % SAMPLE_ROWS)
+            flow["modules"].append(modules_flow(modules, sample, root, prefix, index))
+    finally:
+        for engine in engines:
+            engine.destroy()
+        left = cleanup(prefix)
+        shutil.rmtree(root, ignore_errors=True)
+
+    n = options.nodes
+    print("benchmark.yml on simulated nodes (one Docker engine each, all on this machine's %d CPUs); medians of %d "
+          "alternating rounds" % (os.cpu_count(), options.rounds))
+    print("")
+    ratios = {}
+    for label, found in (("timed: each model runs %gs in its container" % options.model_seconds, timed),
+                         ("instant: the sample models as they are (CPU-bound here, no target)", instant)):
+        one, many = (statistics.median(w for w, _c in found[k]) for k in (1, n))
+        cpu_one, cpu_many = (statistics.median(c for _w, c in found[k]) for k in (1, n))
+        ratios[found is timed] = many / one
+        print("fleet scaling, %s" % label)
+        print("  1 node    %6.2f s   rounds %s   CPU %.1f s" % (one, fmt(w for w, _c in found[1]), cpu_one))
+        print("  %d nodes   %6.2f s   rounds %s   CPU %.1f s  (%.2f CPU s per more node)"
+              % (n, many, fmt(w for w, _c in found[n]), cpu_many, (cpu_many - cpu_one) / (n - 1)))
+        print("  ratio     %6.2fx" % (many / one))
+        print("")
+    e2e, bare = statistics.median(flow["playbook"]), statistics.median(flow["modules"])
+    print("end to end, %s, inventories/local, rebuild always" % ", ".join(SAMPLE_TAGS))
+    print("  ansible-playbook rocm.madengine.benchmark %6.2f s   rounds %s" % (e2e, fmt(flow["playbook"])))
+    print("  the same modules in-process (no Ansible)  %6.2f s   rounds %s  -> Ansible adds %.2f s (%.2fx)"
+          % (bare, fmt(flow["modules"]), e2e - bare, e2e / bare))
+    print("  madengine 2.1 (reference, section 12)     %6.1f s   = %.1fx the playbook"
+          % (MADENGINE_BUILD_RUN_S, MADENGINE_BUILD_RUN_S / e2e))
+    print("")
+    ok_scaling = ratios[True] <= TARGET_SCALING
+    ok_e2e = e2e <= MADENGINE_BUILD_RUN_S
+    print("target: %d nodes <= %.1fx 1 node (timed models): %s (%.2fx)"
+          % (n, TARGET_SCALING, "PASS" if ok_scaling else "FAIL", ratios[True]))
+    print("target: end to end <= %.1f s (madengine 2.1, same work): %s (%.2f s)"
+          % (MADENGINE_BUILD_RUN_S, "PASS" if ok_e2e else "FAIL", e2e))
+    if left:
+        print("containers left behind: %s" % " ".join(left))
+    return 0 if ok_scaling and ok_e2e and not left else 1
+
+
+def fmt(values):
+    return " ".join("%.2f" % v for v in values)
+
+
+ENV = {}  # environment of every ansible-playbook run, set once the installed collection is found
+
+if __name__ == "__main__":
+    sys.exit(main())
