@@ -5,6 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 
+# The tiny guest ci/libvirtd.sh prepares for the real-libvirtd tests (a Debian kernel and a busybox initramfs).
+GUEST_DIR = os.environ.get("MADCI_GUEST_DIR", "/var/cache/madci/guest")
+CI_LIBVIRTD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "ci", "libvirtd.sh")
+
 # A test-driver node with a NAT network called "default", like a stock libvirt host. The test driver gives
 # every connection to a test:///<file> URI its own private copy of this state.
 NODE_XML = """<node>
@@ -129,3 +133,11 @@ def spec_params(tmp_path, **overrides):
     )
     params.update(module_args(tmp_path, **overrides))
     return params
+
+
+def ensure_libvirtd(uri="qemu:///system"):
+    """Start libvirtd and prepare the test guest (ci/libvirtd.sh) unless both are ready already."""
+    up = subprocess.run(["virsh", "-c", uri, "version"], capture_output=True, check=False).returncode == 0
+    if not (up and os.path.exists(os.path.join(GUEST_DIR, ".ready-v1"))):
+        proc = subprocess.run(["bash", CI_LIBVIRTD], capture_output=True, text=True, check=False, timeout=600)
+        assert proc.returncode == 0, proc.stdout + proc.stderr

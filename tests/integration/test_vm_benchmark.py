@@ -1,0 +1,502 @@
+"""vm_benchmark.yml end to end, run as rocm.madengine.vm_benchmark from the installed tarball.
+
+This machine has no GPU, no IOMMU and no nested KVM, so the VMs are what it can run: a real libvirtd with QEMU in
+software emulation booting the tiny guest of ci/libvirtd.sh (a Debian kernel and a busybox initramfs, user-mode
+networking, its address read from the console). That guest cannot run Docker, so each VM's inventory host is
+reached with a local connection and a madengine_docker_host pointing at a simulated node engine of its own
+(madengine_vm_host_vars, the knob that holds a ProxyJump in production): madengine_run runs "in the VM" through
+exactly the delegation a real VM gets, and the rows carry the VM's libvirt UUID. The build runs for real on the
+controller (main engine, local registry); each node engine pulls from the registry.
+
+1. two nodes, passthrough none (CPU-only VMs): build, two real VMs booted and removed, rows, merged CSV + HTML;
+2. --check: everything planned, nothing created;
+3. faults: the VM start fails (a hostdev on a host without VFIO) on one node and the wait times out on the other;
+4. the play is interrupted (SIGTERM to ansible-playbook's process group) while a model runs in the VM: the next
+   run removes what was left, a preserve run keeps its VM, and the vm_cleanup entry point removes it;
+5. passthrough on fake sysfs trees (libvirt test driver): GPUs bound for VFIO reach the VM and are given back, and
+   a tree whose writes cannot take effect fails the node and is left exactly as found.
+
+Every test checks with libvirt and the filesystem that no domain, overlay, seed, console log or state file (and no
+device binding) is left.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import docker
+import libvirt
+import pytest
+import yaml
+from conftest import COLLECTION_DIR, REGISTRY, SAMPLE_MAD, ansible_env, run_playbook, task_results
+from docker_helpers import delete_repositories
+from fake_sysfs import FakeKernel
+from node_engines import start_engines
+from vm_helpers import GUEST_DIR, ensure_libvirtd, fake_host, hold_vfio, make_base, private_uri
+
+pytestmark = [pytest.mark.libvirtd, pytest.mark.docker, pytest.mark.slow]
+
+SESSION = uuid.uuid4().hex[:6]
+PREFIX = "vmb%s-" % SESSION
+MAIN_ENGINE = "unix:///var/run/docker.sock"
+URI = "qemu:///system"
+NODES = ("vmb%sa" % SESSION, "vmb%sb" % SESSION)
+MODELS = ["dummy", "dummy_multi", "dummy_fail"]
+NODE_ROWS = [("dummy", "SUCCESS")] + [("dummy_multi_%d" % n, "SUCCESS") for n in range(1, 5)] + [
+    ("dummy_fail", "FAILURE")]
+START = "Start the VM and wait for it (madengine_vm)"
+RUN = "Run each model"
+CLEAN = "Check that nothing of the VM is left"
+REMOVE = "Remove the VM and everything it owns (madengine_vm absent)"
+MARK = "Fail this node with the reason its run failed"
+
+
+def vm_name(node):
+    return "madengine-vm-" + node
+
+
+@pytest.fixture(scope="module")
+def conn():
+    ensure_libvirtd(URI)
+    handle = libvirt.open(URI)
+    yield handle
+    # never leave a running QEMU behind, even when an assertion failed
+    for dom in handle.listAllDomains(0):
+        if dom.name().startswith("madengine-vm-vmb%s" % SESSION):
+            if dom.isActive():
+                dom.destroy()
+            dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
+    handle.close()
+
+
+@pytest.fixture(scope="module")
+def main_api():
+    api = docker.APIClient(base_url=MAIN_ENGINE, version="auto", timeout=120)
+    yield api
+    for image in api.images():
+        refs = (image.get("RepoTags") or []) + (image.get("RepoDigests") or [])
+        if any(ref.startswith(PREFIX) or ref.startswith("%s/%s" % (REGISTRY, PREFIX)) for ref in refs):
+            api.remove_image(image["Id"], force=True)
+    delete_repositories(REGISTRY, PREFIX)
+    api.close()
+
+
+@pytest.fixture(scope="module")
+def engines():
+    """The Docker engine "in" each node's VM: one simulated node engine per node."""
+    started = start_engines("/tmp/madci-vmb-%s-" % SESSION, len(NODES))
+    yield dict(zip(NODES, started))
+    for engine in started:
+        engine.destroy()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, conn, main_api, engines):
+    root = tmp_path_factory.mktemp("vmb")
+    mad = root / "mad"
+    shutil.copytree(SAMPLE_MAD, mad)
+    return {"root": root, "mad": mad, "base": make_base(root / "base.qcow2"), "engines": engines, "conn": conn}
+
+
+def tiny_guest(dirs, **extra):
+    """madengine_vm options for the test guest: direct kernel boot, user networking, address from the console."""
+    options = dict(kernel=os.path.join(GUEST_DIR, "vmlinuz"), initrd=os.path.join(GUEST_DIR, "initramfs.gz"),
+                   kernel_args="console=ttyS0 quiet", firmware="bios", disk_cache="writeback", network_type="user",
+                   ip_sources=["console"], boot_timeout=90, retries=0, retry_delay=0.2,
+                   image_dir=str(dirs["images"]), state_dir=str(dirs["state"]), log_dir=str(dirs["logs"]))
+    options.update(extra)
+    return options
+
+
+def make_dirs(root):
+    dirs = {k: root / k for k in ("images", "state", "logs", "results")}
+    for d in dirs.values():
+        d.mkdir(parents=True, exist_ok=True)
+    return dirs
+
+
+def write_inventory(site, root, nodes, **common):
+    """An inventory: the controller builds; each node gets a VM reached locally, its engine a node engine."""
+    dirs = make_dirs(root)
+    all_vars = {
+        "ansible_connection": "local",
+        "madengine_mad_root": str(site["mad"]), "madengine_tags": ",".join(MODELS),
+        "madengine_registry": REGISTRY, "madengine_image_prefix": PREFIX,
+        "madengine_gpu_vendor": "NONE", "madengine_additional_context": {"gpu_vendor": "NONE", "guest_os": "UBUNTU"},
+        "madengine_output_dir": str(dirs["results"]), "madengine_timeout": 120,
+        "madengine_vm_base_image": site["base"], "madengine_vm_uri": URI, "madengine_vm_passthrough": "none",
+        "madengine_vm_vcpus": 1, "madengine_vm_memory": "256M", "madengine_vm_disk_size": "128M",
+        "madengine_vm_wait_for": "ip", "madengine_vm_options": tiny_guest(dirs),
+    }
+    all_vars.update(common)
+    hosts = {}
+    for name, extra in nodes.items():
+        host = dict(extra)
+        if "madengine_vm_host_vars" not in host:
+            host["madengine_vm_host_vars"] = {"ansible_connection": "local",
+                                              "madengine_docker_host": site["engines"][name].host}
+        hosts[name] = host
+    inventory = {"all": {"vars": all_vars, "children": {
+        "controller": {"hosts": {"localhost": {"madengine_docker_host": MAIN_ENGINE}}},
+        "gpu_nodes": {"hosts": hosts}}}}
+    path = root / "inventory.yml"
+    path.write_text(yaml.safe_dump(inventory))
+    return str(path), dirs
+
+
+def vm_benchmark(inventory, check=False, extra_vars=None, playbook="rocm.madengine.vm_benchmark", args=()):
+    started = time.monotonic()
+    rc, out, log = run_playbook(playbook, inventory=inventory, check=check, extra_vars=extra_vars, timeout=600,
+                                env={"ANSIBLE_SHOW_CUSTOM_STATS": "1"}, args=args)
+    assert out is not None, log
+    return {"rc": rc, "out": out, "log": log, "seconds": time.monotonic() - started}
+
+
+def domains(conn, names):
+    return sorted(d.name() for d in conn.listAllDomains(0) if d.name() in names)
+
+
+def files(dirs):
+    return sorted(p for key in ("images", "state", "logs") for p in glob.glob(os.path.join(str(dirs[key]), "*")))
+
+
+def read_csv(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def pci_drivers():
+    """Driver of every real PCI device of this machine: nothing may be rebound by a VM run."""
+    found = {}
+    for dev in glob.glob("/sys/bus/pci/devices/*"):
+        link = os.path.join(dev, "driver")
+        found[os.path.basename(dev)] = os.path.basename(os.readlink(link)) if os.path.islink(link) else None
+    return found
+
+
+# ---- 1. two nodes, each with a real VM -----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def first(site, tmp_path_factory):
+    inventory, dirs = write_inventory(site, tmp_path_factory.mktemp("first"), dict((n, {}) for n in NODES))
+    run = vm_benchmark(inventory)
+    run["dirs"] = dirs
+    print("\nvm_benchmark, 2 nodes with a real VM each: %.1f s" % run["seconds"])
+    return run
+
+
+def test_every_node_runs_its_models_in_its_own_vm_and_is_left_clean(first, site, main_api):
+    assert first["rc"] == 0, first["log"]
+    out = first["out"]
+    assert all(play["play"]["path"].startswith(COLLECTION_DIR) for play in out["plays"])
+    build = task_results(out, "Build and push the images, write the manifest")["localhost"]
+    assert sorted(build["pushed"]) == sorted("%s/%s%s_cpu.ubuntu" % (REGISTRY, PREFIX, m) for m in MODELS)
+
+    started = task_results(out, START)
+    rows = read_csv(first["dirs"]["results"] / "perf.csv")
+    assert [(r["host"], r["model"], r["status"]) for r in rows] == [
+        (node, model, status) for node in NODES for model, status in NODE_ROWS]
+    for node in NODES:
+        vm = started[node]
+        assert vm["changed"] is True and vm["domain_type"] == "qemu" and vm["ip"] == "10.0.2.15"
+        assert vm["overlay"] == str(first["dirs"]["images"] / (vm_name(node) + ".qcow2"))
+        # every node's rows come from its own VM: deployment type vm, the VM's UUID, the node as host
+        assert set((r["deployment_type"], r["vm_id"]) for r in rows if r["host"] == node) == {("vm", vm["uuid"])}
+        # one task item per model, run inside the VM (delegated to the VM's inventory host)
+        per_model = task_results(out, RUN)[node]["results"]
+        assert [item["item"] for item in per_model] == MODELS
+        assert all(item["_ansible_delegated_vars"]["ansible_delegated_host"] == vm_name(node) for item in per_model)
+        # the node's facts are its rows
+        facts = task_results(out, "Publish this node's rows as its facts (and, in check mode, its plan)")[node]
+        assert [(r["model"], r["vm_id"]) for r in facts["ansible_facts"]["madengine_results"]] == [
+            (m, vm["uuid"]) for m, _s in NODE_ROWS]
+        # the VM's engine pulled the images (each node its own) and kept no container
+        engine = site["engines"][node]
+        assert len(engine.images()) == len(MODELS) and engine.containers() == []
+
+    # the engines answered, so docker_setup was not applied in the VMs
+    pings = task_results(out, "Ask the VM's Docker engine whether it answers")
+    assert all(pings[n]["status"] == 200 for n in NODES)
+    assert all(r.get("skipped") for r in task_results(out, "Prepare Docker in the VM (docker_setup)").values())
+    # the node was validated (iommu_kvm_prep) before anything was created: a CPU-only VM needs libvirt and QEMU
+    assert all(r["changed"] is False for r in task_results(out, "Check what a VM without passthrough needs").values())
+    report = task_results(out, "Run the IOMMU, KVM, VFIO and libvirt checks")
+    assert all([c["status"] for c in report[n]["checks"] if c["name"] == "libvirt"] == ["pass"] for n in NODES)
+
+    # before the run nothing was there to remove; after it everything was removed and checked
+    removals = [t for p in out["plays"] for t in p["tasks"] if t["task"]["name"].endswith(REMOVE)]
+    assert len(removals) == 2
+    assert all(r["changed"] is False for r in removals[0]["hosts"].values())
+    for node in NODES:
+        after = removals[1]["hosts"][node]
+        assert after["changed"] is True and after["clean"] == {"ok": True, "problems": []}
+        assert after["removed"][0] == "domain" and started[node]["overlay"] in after["removed"]
+    assert domains(site["conn"], [vm_name(n) for n in NODES]) == []
+    assert files(first["dirs"]) == []
+
+    html = (first["dirs"]["results"] / "perf.html").read_text()
+    assert all(node in html for node in NODES)
+    summary = out["global_custom_stats"]["madengine_summary"]
+    assert summary["rows"] == 2 * len(NODE_ROWS) and summary["missing_nodes"] == []
+
+
+# ---- 2. the dry run ----------------------------------------------------------------------------------
+
+def test_check_mode_plans_everything_and_creates_nothing(first, site, tmp_path):
+    assert first["rc"] == 0, first["log"]
+    inventory, dirs = write_inventory(site, tmp_path, dict((n, {}) for n in NODES))
+    before = dict((n, site["engines"][n].images()) for n in NODES)
+    run = vm_benchmark(inventory, check=True)
+    assert run["rc"] == 0, run["log"]
+    started = task_results(run["out"], START)
+    for node in NODES:
+        assert started[node]["changed"] is True  # the VM would be created ...
+        assert started[node]["uuid"] and not started[node].get("ip")  # ... but it was not started
+    matrix = task_results(run["out"], "Show the planned matrix (dry run; no report is written)")["localhost"]["msg"]
+    assert matrix == dict((n, dict((m, "run in VM " + vm_name(n)) for m in MODELS)) for n in NODES)
+    assert task_results(run["out"], RUN) == {}
+    assert domains(site["conn"], [vm_name(n) for n in NODES]) == []
+    assert files(dirs) == [] and os.listdir(str(dirs["results"])) == []
+    assert dict((n, site["engines"][n].images()) for n in NODES) == before
+
+
+# ---- 3. faults: the start fails, the wait times out -----------------------------------------------
+
+def test_a_failed_start_and_a_wait_that_times_out_leave_nothing(first, site, tmp_path):
+    assert first["rc"] == 0, first["log"]
+    refused, slow = NODES
+    dirs = make_dirs(tmp_path)
+    nodes = {
+        # a GPU hostdev on a host without VFIO: libvirt refuses to start the domain
+        refused: {"madengine_vm_options": tiny_guest(dirs, hostdevs=["0000:af:00.0"], cpu_pinning="none")},
+        # user-mode networking has no DHCP lease: the wait for one times out
+        slow: {"madengine_vm_options": tiny_guest(dirs, ip_sources=["lease"], boot_timeout=2)},
+    }
+    inventory, dirs = write_inventory(site, tmp_path, nodes, madengine_tags="dummy")
+    drivers = pci_drivers()
+    run = vm_benchmark(inventory)
+    assert run["rc"] != 0, run["log"]
+    out = run["out"]
+    marked = task_results(out, MARK)
+    assert marked[refused]["msg"].startswith("%s: VM %s could not be brought up and was not retried: " % (
+        START, vm_name(refused)))
+    assert marked[slow]["msg"].startswith("%s: VM %s could not be brought up after 1 attempt: VM %s did not report "
+                                          "an IP address (sources: lease) within 2 s." % (
+                                              START, vm_name(slow), vm_name(slow)))
+    assert all(r["changed"] is False for r in task_results(out, CLEAN).values())  # ran, and found nothing
+    assert task_results(out, RUN) == {}
+    rows = read_csv(dirs["results"] / "perf.csv")
+    assert [(r["host"], r["model"], r["status"]) for r in rows] == [(n, "dummy", "FAILURE") for n in NODES]
+    assert all(r["error"].startswith("no results from node") for r in rows)
+    assert domains(site["conn"], [vm_name(n) for n in NODES]) == []
+    assert files(dirs) == [] and pci_drivers() == drivers
+
+
+# ---- 4. an interrupted play ------------------------------------------------------------------------
+
+def start_in_background(inventory, extra_vars):
+    """ansible-playbook in its own process group, as a terminal or AWX runs it."""
+    cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", inventory,
+           "rocm.madengine.vm_benchmark", "-e", json.dumps(extra_vars)]
+    return subprocess.Popen(cmd, env=ansible_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def running_model(engine, model):
+    with engine.api() as api:
+        return api.containers(filters={"label": "org.rocm.madengine.model=%s" % model, "status": "running"})
+
+
+def test_an_interrupted_play_is_cleaned_up_by_the_next_run_and_by_vm_cleanup(first, site, tmp_path):
+    assert first["rc"] == 0, first["log"]
+    node = NODES[0]
+    name = vm_name(node)
+    inventory, dirs = write_inventory(site, tmp_path, {node: {}})
+    engine = site["engines"][node]
+    proc = start_in_background(inventory, {"madengine_tags": "dummy_slow", "madengine_timeout": 300})
+    try:
+        deadline = time.monotonic() + 180
+        while not running_model(engine, "dummy_slow"):  # the model runs in the VM
+            assert proc.poll() is None, proc.stdout.read().decode()
+            assert time.monotonic() < deadline, "the model never started in the VM"
+            time.sleep(0.5)
+        os.killpg(proc.pid, signal.SIGTERM)  # Ctrl-C, a cancelled AWX job: the whole process group
+        proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(60)
+    with engine.api() as api:  # in production the container dies with the VM; here it sleeps on the node engine
+        for container in api.containers(all=True, filters={"label": "org.rocm.madengine.model=dummy_slow"}):
+            api.remove_container(container["Id"], force=True)
+    # the interrupted play left its VM running, with its overlay, seed, console log and state file
+    assert domains(site["conn"], [name]) == [name] and site["conn"].lookupByName(name).isActive()
+    left = files(dirs)
+    assert sorted(os.path.basename(p) for p in left) == sorted(
+        [name + ".qcow2", name + "-seed.iso", name + ".console.log", name + ".json"])
+
+    # the next run removes them before it starts its own VM; madengine_vm_cleanup=preserve keeps that one
+    run = vm_benchmark(inventory, extra_vars={"madengine_tags": "dummy", "madengine_vm_cleanup": "preserve"})
+    assert run["rc"] == 0, run["log"]
+    before = task_results(run["out"], REMOVE)[node]
+    assert before["changed"] is True and before["removed"][0] == "domain" and sorted(before["removed"][1:]) == left
+    started = task_results(run["out"], START)[node]
+    assert started["changed"] is True and "defined domain %s" % name in started["actions"]
+    rows = read_csv(dirs["results"] / "perf.csv")
+    assert [(r["model"], r["status"], r["vm_id"]) for r in rows] == [("dummy", "SUCCESS", started["uuid"])]
+    kept = task_results(run["out"], "Say what was kept (madengine_vm_cleanup is preserve)")[node]["msg"]
+    assert kept.startswith("VM %s (10.0.2.15) on %s was kept; the next run on this node" % (name, node))
+    assert site["conn"].lookupByName(name).isActive() and len(files(dirs)) == 4
+
+    # the vm_cleanup entry point removes what a preserved or killed run left
+    playbook = tmp_path / "cleanup.yml"
+    playbook.write_text(
+        "---\n- name: Remove what the VM runs left\n  hosts: gpu_nodes\n  gather_facts: false\n  tasks:\n"
+        "    - name: Remove the VM and give the GPUs back\n      ansible.builtin.import_role:\n"
+        "        name: rocm.madengine.madengine\n        tasks_from: vm_cleanup\n")
+    cleanup = vm_benchmark(inventory, playbook=str(playbook))
+    assert cleanup["rc"] == 0, cleanup["log"]
+    assert task_results(cleanup["out"], REMOVE)[node]["changed"] is True
+    assert domains(site["conn"], [name]) == [] and files(dirs) == []
+
+
+# ---- 5. passthrough on fake sysfs trees -------------------------------------------------------------
+
+GPU = "0000:83:00.0"
+
+
+def tree_state(root):
+    """Every path of a tree with its link target or content: what "exactly as found" is compared on."""
+    found = {}
+    for directory, dirs, names in os.walk(root):
+        for name in dirs + names:
+            path = os.path.join(directory, name)
+            if os.path.islink(path):
+                found[path] = "-> " + os.readlink(path)
+            elif os.path.isfile(path):
+                with open(path, "rb") as handle:
+                    found[path] = handle.read()
+    return found
+
+
+def gpu_host(root, driver, override=None):
+    """A host with one MI300X-class GPU alone in IOMMU group 40, vfio-pci registered, and what QEMU reads."""
+    kernel = FakeKernel(root)
+    kernel.add_driver("vfio-pci")
+    kernel.add_device(GPU, vendor="0x1002", device="0x74a1", cls="0x120000", driver=driver, group=40,
+                      matches=["amdgpu"], numa_node=0, override=override)
+    fake_host(root)  # /proc/cpuinfo (no vmx: software emulation), /sys/module, /dev
+    return kernel
+
+
+def test_passthrough_hands_the_gpus_to_the_vm_and_a_tree_that_refuses_writes_is_left_as_found(first, site, tmp_path):
+    """libvirt's test driver (a private test:///<file>) stands in for the hypervisor; the GPUs live in fake trees.
+
+    bound: the GPU is on vfio-pci already (bound at boot by vfio-pci.ids): passthrough records it, hands it to the
+    VM, and gives it back as it was; docker_setup is applied in the VM (madengine_vm_docker_setup: always), its
+    handler included. stuck: every write to the GPU fails (an immutable driver_override): the node fails, the
+    cleanup runs, and the tree is left exactly as found.
+    """
+    assert first["rc"] == 0, first["log"]
+    bound, stuck = NODES
+    held = bound + "held"
+    uri = private_uri(tmp_path)
+    trees = {bound: gpu_host(tmp_path / "host-bound", "vfio-pci", override="vfio-pci"),
+             stuck: gpu_host(tmp_path / "host-stuck", "amdgpu"),
+             held: gpu_host(tmp_path / "host-held", "vfio-pci", override="vfio-pci")}
+    # held: a process (QEMU that did not exit, say) still holds the GPU's VFIO group when the VM has been removed
+    hold_vfio(trees[held].root, 4242, 40)
+    dirs = make_dirs(tmp_path)
+
+    def node_vars(node):
+        root = trees[node].root
+        return {
+            "madengine_vm_passthrough": "vfio", "madengine_vm_gpu_ids": GPU, "madengine_vm_uri": uri,
+            "madengine_vm_passthrough_options": {"sysfs_root": root, "state_dir": str(tmp_path / ("pt-" + node)),
+                                                 "load_modules": False, "timeout": 2},
+            "madengine_vm_options": {"sysfs_root": root, "image_dir": str(dirs["images"]),
+                                     "state_dir": str(dirs["state"]), "log_dir": str(dirs["logs"]), "retry_delay": 0},
+            # this machine has no IOMMU: the checks report, they do not stop the run
+            "iommu_kvm_prep_fail": False,
+        }
+
+    engine = site["engines"][bound]
+    docker_setup = {"madengine_vm_docker_setup": "always", "docker_setup_install_engine": False,
+                    "docker_setup_python_sdk": False, "docker_setup_gpu_vendor": "NONE",
+                    "docker_setup_service_mode": "background", "docker_setup_pidfile": engine.base + "/docker.pid",
+                    "docker_setup_daemon_json": str(tmp_path / "vm-daemon.json"),
+                    "docker_setup_daemon_options": {"labels": ["madengine-vm-test=" + SESSION]}}
+    nodes = {bound: dict(node_vars(bound), **docker_setup), stuck: node_vars(stuck),
+             # it runs nothing (madengine_skip_model_run), so it may share the first node's engine
+             held: dict(node_vars(held), madengine_skip_model_run=True,
+                        madengine_vm_host_vars={"ansible_connection": "local", "madengine_docker_host": engine.host})}
+    inventory, dirs = write_inventory(site, tmp_path, nodes, madengine_tags="dummy")
+    override = os.path.join(trees[stuck].devdir(GPU), "driver_override")
+    subprocess.run(["chattr", "+i", override], check=True)
+    before = dict((n, tree_state(trees[n].root)) for n in trees)
+    try:
+        run = vm_benchmark(inventory, args=("--diff",))
+    finally:
+        subprocess.run(["chattr", "-i", override], check=True)
+    assert run["rc"] != 0, run["log"]
+    out = run["out"]
+
+    # bound: the GPU was recorded, reached the VM as a VFIO hostdev, and was given back
+    present = task_results(out, "Give the GPUs to the VM's driver (gpu_passthrough)")
+    assert present[bound]["hostdevs"] == [GPU] and present[bound]["state_files"]
+    started = task_results(out, START)[bound]
+    xml = started["diff"]["after"]
+    assert "<hostdev mode='subsystem' type='pci' managed='no'>" in xml and "bus='0x83'" in xml
+    rows = read_csv(dirs["results"] / "perf.csv")
+    assert sorted((r["host"], r["model"], r["status"], r["vm_id"]) for r in rows) == sorted([
+        (bound, "dummy", "SUCCESS", started["uuid"]), (stuck, "dummy", "FAILURE", ""),
+        (held, "dummy", "SKIPPED", task_results(out, START)[held]["uuid"])])
+    restored = task_results(out, "Give the GPUs back to their drivers, then read what passthrough still records "
+                                 "(gpu_passthrough)")[bound]["results"]
+    assert [(r["item"], r.get("failed", False)) for r in restored] == [("absent", False), ("query", False)]
+    assert restored[1]["clean"] is True and restored[1]["state_files"] == []
+    # docker_setup ran in the VM, and so did its handler (the engine re-read its configuration)
+    reload = task_results(out, "Reload the background dockerd (SIGHUP re-reads daemon.json; containers keep running)")
+    assert reload[bound]["_ansible_delegated_vars"]["ansible_delegated_host"] == vm_name(bound)
+    assert json.loads((tmp_path / "vm-daemon.json").read_text()) == {"labels": ["madengine-vm-test=" + SESSION]}
+
+    # stuck: the first write failed, nothing was changed, the cleanup ran and found nothing, the node failed
+    assert present[stuck]["failed"] and "driver_override" in present[stuck]["msg"]
+    assert "Operation not permitted" in present[stuck]["msg"], present[stuck]["msg"]
+    assert task_results(out, START).get(stuck) is None
+    assert task_results(out, MARK)[stuck]["msg"].startswith("Give the GPUs to the VM's driver (gpu_passthrough): ")
+    assert out["stats"][bound]["failures"] == 0
+
+    for node in NODES:
+        assert task_results(out, CLEAN)[node].get("failed") is not True
+        assert tree_state(trees[node].root) == before[node]  # the tree, bytes and links, as found
+        assert os.listdir(str(tmp_path / ("pt-" + node))) == []  # no passthrough state left
+
+    # held: the VM was removed but its GPU's group is still held, so the GPU was not given back and the node fails
+    left = task_results(out, CLEAN)[held]
+    assert left["failed"] and left["msg"].startswith("%s is not clean after the run: " % held)
+    assert "/dev/vfio/40" in left["msg"] and "4242" in left["msg"], left["msg"]
+    assert "the GPU state file %s" % (tmp_path / ("pt-" + held) / (GPU + ".json")) in left["msg"]
+    assert out["stats"][held]["failures"] == 1
+    # once the holder is gone, the vm_cleanup entry point gives the GPU back
+    shutil.rmtree(os.path.join(trees[held].root, "proc", "4242"))
+    playbook = tmp_path / "cleanup.yml"
+    playbook.write_text(
+        "---\n- name: Remove the VM and give the GPUs back\n  hosts: gpu_nodes\n  gather_facts: false\n  tasks:\n"
+        "    - name: Clean up\n      ansible.builtin.import_role:\n        name: rocm.madengine.madengine\n"
+        "        tasks_from: vm_cleanup\n")
+    cleanup = vm_benchmark(inventory, playbook=str(playbook), args=("--limit", held))
+    assert cleanup["rc"] == 0, cleanup["log"]
+    assert os.listdir(str(tmp_path / ("pt-" + held))) == []
+    holder = os.path.join(trees[held].root, "proc", "4242") + os.sep
+    assert tree_state(trees[held].root) == dict((p, v) for p, v in before[held].items() if not p.startswith(holder))
+    assert files(dirs) == []
