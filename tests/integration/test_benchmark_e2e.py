@@ -25,12 +25,11 @@ import shutil
 import time
 import uuid
 
-import docker
 import pytest
 import yaml
 from conftest import COLLECTION_DIR, REGISTRY, SAMPLE_MAD, run_playbook, task_results
-from docker_helpers import delete_repositories, registry_request, repositories
-from node_engines import start_engines
+from docker_helpers import registry_request, repositories, session_api
+from node_engines import node_engines
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -52,24 +51,15 @@ MERGE = "Merge the rows into one CSV and write the HTML report"
 
 @pytest.fixture(scope="module")
 def main_api():
-    api = docker.APIClient(base_url=MAIN_ENGINE, version="auto", timeout=120)
-    yield api
-    # by tag, and by digest: an image a rebuild replaced keeps only its registry digest
-    for image in api.images():
-        refs = (image.get("RepoTags") or []) + (image.get("RepoDigests") or [])
-        if any(ref.startswith(PREFIX) or ref.startswith("%s/%s" % (REGISTRY, PREFIX)) for ref in refs):
-            api.remove_image(image["Id"], force=True)
-    delete_repositories(REGISTRY, PREFIX)
-    api.close()
+    with session_api(MAIN_ENGINE, REGISTRY, PREFIX) as api:
+        yield api
 
 
 @pytest.fixture(scope="module")
 def engines():
     """Two node engines under /tmp, unique to this session; removed at the end."""
-    started = start_engines("/tmp/madci-e2e-%s-node" % SESSION, len(NODES))
-    yield dict(zip(NODES, started))
-    for engine in started:
-        engine.destroy()
+    with node_engines("/tmp/madci-e2e-%s-node" % SESSION, NODES) as started:
+        yield started
 
 
 @pytest.fixture(scope="module")

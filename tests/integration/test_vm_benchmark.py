@@ -33,15 +33,14 @@ import sys
 import time
 import uuid
 
-import docker
 import libvirt
 import pytest
 import yaml
 from conftest import COLLECTION_DIR, REGISTRY, SAMPLE_MAD, ansible_env, run_playbook, task_results
-from docker_helpers import delete_repositories
+from docker_helpers import session_api
 from fake_sysfs import FakeKernel
-from node_engines import start_engines
-from vm_helpers import GUEST_DIR, ensure_libvirtd, fake_host, hold_vfio, make_base, private_uri
+from node_engines import node_engines
+from vm_helpers import GUEST_DIR, ensure_libvirtd, fake_host, hold_vfio, make_base, pci_drivers, private_uri
 
 pytestmark = [pytest.mark.libvirtd, pytest.mark.docker, pytest.mark.slow]
 
@@ -80,23 +79,15 @@ def conn():
 
 @pytest.fixture(scope="module")
 def main_api():
-    api = docker.APIClient(base_url=MAIN_ENGINE, version="auto", timeout=120)
-    yield api
-    for image in api.images():
-        refs = (image.get("RepoTags") or []) + (image.get("RepoDigests") or [])
-        if any(ref.startswith(PREFIX) or ref.startswith("%s/%s" % (REGISTRY, PREFIX)) for ref in refs):
-            api.remove_image(image["Id"], force=True)
-    delete_repositories(REGISTRY, PREFIX)
-    api.close()
+    with session_api(MAIN_ENGINE, REGISTRY, PREFIX) as api:
+        yield api
 
 
 @pytest.fixture(scope="module")
 def engines():
     """The Docker engine "in" each node's VM: one simulated node engine per node."""
-    started = start_engines("/tmp/madci-vmb-%s-" % SESSION, len(NODES))
-    yield dict(zip(NODES, started))
-    for engine in started:
-        engine.destroy()
+    with node_engines("/tmp/madci-vmb-%s-" % SESSION, NODES) as started:
+        yield started
 
 
 @pytest.fixture(scope="module")
@@ -161,6 +152,16 @@ def vm_benchmark(inventory, check=False, extra_vars=None, playbook="rocm.madengi
     return {"rc": rc, "out": out, "log": log, "seconds": time.monotonic() - started}
 
 
+def vm_cleanup(inventory, tmp_path, args=()):
+    """The role's vm_cleanup entry point on gpu_nodes, as the documentation shows it."""
+    playbook = tmp_path / "cleanup.yml"
+    playbook.write_text(
+        "---\n- name: Remove what VM runs left on the nodes\n  hosts: gpu_nodes\n  gather_facts: false\n  tasks:\n"
+        "    - name: Remove the VM and give the GPUs back\n      ansible.builtin.import_role:\n"
+        "        name: rocm.madengine.madengine\n        tasks_from: vm_cleanup\n")
+    return vm_benchmark(inventory, playbook=str(playbook), args=args)
+
+
 def domains(conn, names):
     return sorted(d.name() for d in conn.listAllDomains(0) if d.name() in names)
 
@@ -173,14 +174,6 @@ def read_csv(path):
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))
 
-
-def pci_drivers():
-    """Driver of every real PCI device of this machine: nothing may be rebound by a VM run."""
-    found = {}
-    for dev in glob.glob("/sys/bus/pci/devices/*"):
-        link = os.path.join(dev, "driver")
-        found[os.path.basename(dev)] = os.path.basename(os.readlink(link)) if os.path.islink(link) else None
-    return found
 
 
 # ---- 1. two nodes, each with a real VM -----------------------------------------------------------
@@ -358,12 +351,7 @@ def test_an_interrupted_play_is_cleaned_up_by_the_next_run_and_by_vm_cleanup(fir
     assert site["conn"].lookupByName(name).isActive() and len(files(dirs)) == 4
 
     # the vm_cleanup entry point removes what a preserved or killed run left
-    playbook = tmp_path / "cleanup.yml"
-    playbook.write_text(
-        "---\n- name: Remove what the VM runs left\n  hosts: gpu_nodes\n  gather_facts: false\n  tasks:\n"
-        "    - name: Remove the VM and give the GPUs back\n      ansible.builtin.import_role:\n"
-        "        name: rocm.madengine.madengine\n        tasks_from: vm_cleanup\n")
-    cleanup = vm_benchmark(inventory, playbook=str(playbook))
+    cleanup = vm_cleanup(inventory, tmp_path)
     assert cleanup["rc"] == 0, cleanup["log"]
     assert task_results(cleanup["out"], REMOVE)[node]["changed"] is True
     assert domains(site["conn"], [name]) == [] and files(dirs) == []
@@ -489,12 +477,7 @@ def test_passthrough_hands_the_gpus_to_the_vm_and_a_tree_that_refuses_writes_is_
     assert out["stats"][held]["failures"] == 1
     # once the holder is gone, the vm_cleanup entry point gives the GPU back
     shutil.rmtree(os.path.join(trees[held].root, "proc", "4242"))
-    playbook = tmp_path / "cleanup.yml"
-    playbook.write_text(
-        "---\n- name: Remove the VM and give the GPUs back\n  hosts: gpu_nodes\n  gather_facts: false\n  tasks:\n"
-        "    - name: Clean up\n      ansible.builtin.import_role:\n        name: rocm.madengine.madengine\n"
-        "        tasks_from: vm_cleanup\n")
-    cleanup = vm_benchmark(inventory, playbook=str(playbook), args=("--limit", held))
+    cleanup = vm_cleanup(inventory, tmp_path, args=("--limit", held))
     assert cleanup["rc"] == 0, cleanup["log"]
     assert os.listdir(str(tmp_path / ("pt-" + held))) == []
     holder = os.path.join(trees[held].root, "proc", "4242") + os.sep

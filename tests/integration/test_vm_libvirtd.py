@@ -20,7 +20,7 @@ import uuid
 import libvirt
 import pytest
 from conftest import ansible_env, run_playbook, task_results
-from vm_helpers import make_base
+from vm_helpers import make_base, pci_drivers
 
 from ansible_collections.rocm.madengine.plugins.modules import madengine_vm
 
@@ -82,14 +82,6 @@ def _files(vm):
     return sorted(p for key in ("image_dir", "state_dir", "log_dir") for p in glob.glob(os.path.join(vm[key], "*")))
 
 
-def _pci_drivers():
-    """Driver of every real PCI device: passthrough must not leave any of them rebound."""
-    found = {}
-    for dev in glob.glob("/sys/bus/pci/devices/*"):
-        link = os.path.join(dev, "driver")
-        found[os.path.basename(dev)] = os.path.basename(os.readlink(link)) if os.path.islink(link) else None
-    return found
-
 
 def test_boot_console_ip_and_guaranteed_cleanup(vm, libvirtd):
     """define → start → console + IP → idempotent re-run → destroy → undefine → nothing left."""
@@ -139,14 +131,14 @@ def test_uefi_nvram_is_created_and_removed(vm, module_runner):
 
 def test_start_failure_is_not_retried_and_leaves_nothing(vm, module_runner):
     """A GPU hostdev on a host without VFIO: libvirt refuses to start; nothing stays defined, created or bound."""
-    drivers = _pci_drivers()
+    drivers = pci_drivers()
     result = module_runner(madengine_vm, _module_args(vm, hostdevs=["0000:af:00.0"], managed=False, retries=2,
                                                       wait_for="none", cpu_pinning="none"))
     assert result.failed
     assert result["msg"].startswith("VM %s could not be brought up and was not retried: " % vm["name"])
     assert result["msg"].endswith("Everything created for it was removed.")
     assert sum(a.startswith("defined domain") for a in result["actions"]) == 1
-    assert _files(vm) == [] and _pci_drivers() == drivers
+    assert _files(vm) == [] and pci_drivers() == drivers
 
 
 def test_wait_timeout_is_retried_then_leaves_nothing(vm, module_runner):

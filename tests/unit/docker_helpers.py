@@ -4,6 +4,7 @@ the images a test session labelled."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import socket
 import urllib.error
@@ -86,3 +87,28 @@ def remove_labelled_images(client, label):
             client.remove_image(image["Id"], force=True)
         except APIError:
             pass
+
+
+def remove_prefixed_images(client, registry, prefix):
+    """Remove the images whose names start with ``prefix`` (locally or in ``registry``) and their registry repositories.
+
+    By tag and by digest: an image a rebuild replaced keeps only its registry digest.
+    """
+    for image in client.images():
+        refs = (image.get("RepoTags") or []) + (image.get("RepoDigests") or [])
+        if any(ref.startswith(prefix) or ref.startswith("%s/%s" % (registry, prefix)) for ref in refs):
+            client.remove_image(image["Id"], force=True)
+    delete_repositories(registry, prefix)
+
+
+@contextlib.contextmanager
+def session_api(base_url, registry, prefix):
+    """A docker.APIClient for a test session; afterwards every image and repository named ``prefix...`` is removed."""
+    import docker
+
+    api = docker.APIClient(base_url=base_url, version="auto", timeout=120)
+    try:
+        yield api
+    finally:
+        remove_prefixed_images(api, registry, prefix)
+        api.close()

@@ -9,6 +9,7 @@ The main engine and its socket are never touched.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -122,3 +123,14 @@ def start_engines(prefix, count):
             engine.destroy()
         raise
     return engines
+
+
+@contextlib.contextmanager
+def node_engines(prefix, names):
+    """{name: engine} for the duration of a fixture, one engine per name; every engine destroyed afterwards."""
+    started = start_engines(prefix, len(names))
+    try:
+        yield dict(zip(names, started))
+    finally:
+        for engine in started:
+            engine.destroy()

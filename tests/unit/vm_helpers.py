@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import subprocess
 
@@ -141,3 +142,12 @@ def ensure_libvirtd(uri="qemu:///system"):
     if not (up and os.path.exists(os.path.join(GUEST_DIR, ".ready-v1"))):
         proc = subprocess.run(["bash", CI_LIBVIRTD], capture_output=True, text=True, check=False, timeout=600)
         assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def pci_drivers():
+    """Driver of every real PCI device of this machine: no VM test may leave any of them rebound."""
+    found = {}
+    for dev in glob.glob("/sys/bus/pci/devices/*"):
+        link = os.path.join(dev, "driver")
+        found[os.path.basename(dev)] = os.path.basename(os.readlink(link)) if os.path.islink(link) else None
+    return found
