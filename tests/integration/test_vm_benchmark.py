@@ -175,7 +175,6 @@ def read_csv(path):
         return list(csv.DictReader(handle))
 
 
-
 # ---- 1. two nodes, each with a real VM -----------------------------------------------------------
 
 @pytest.fixture(scope="module")

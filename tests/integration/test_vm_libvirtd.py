@@ -82,7 +82,6 @@ def _files(vm):
     return sorted(p for key in ("image_dir", "state_dir", "log_dir") for p in glob.glob(os.path.join(vm[key], "*")))
 
 
-
 def test_boot_console_ip_and_guaranteed_cleanup(vm, libvirtd):
     """define → start → console + IP → idempotent re-run → destroy → undefine → nothing left."""
     start = time.monotonic()
