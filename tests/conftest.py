@@ -36,6 +36,7 @@ if not os.path.realpath(_installed_utils.__path__[0]).startswith(
 SAMPLE_MAD = os.path.join(COLLECTION_DIR, "examples", "sample_mad")
 REGISTRY = os.environ.get("MADCI_REGISTRY", "localhost:5000")
 BASE_IMAGE = REGISTRY + "/mad-base:busybox"
+MAIN_ENGINE = "unix:///var/run/docker.sock"
 
 
 @pytest.fixture(scope="session")
@@ -166,3 +167,23 @@ def task_results(parsed, task_name):
             if task["task"]["name"] == task_name or task["task"]["name"].endswith(" : " + task_name):
                 found.update(task["hosts"])
     return found
+
+
+# ---- fleet fixtures for end-to-end modules that define PREFIX (image names) and NODES (inventory names) ----
+
+@pytest.fixture(scope="module")
+def main_api(request):
+    """The main engine (the build host's); afterwards the module's images and repositories, PREFIX..., are removed."""
+    from docker_helpers import session_api
+
+    with session_api(MAIN_ENGINE, REGISTRY, request.module.PREFIX) as api:
+        yield api
+
+
+@pytest.fixture(scope="module")
+def engines(request):
+    """{node: engine}: one simulated node engine per name in the module's NODES, removed at the end."""
+    from node_engines import node_engines
+
+    with node_engines("/tmp/madci-%s" % request.module.PREFIX, request.module.NODES) as started:
+        yield started

@@ -27,15 +27,13 @@ import uuid
 
 import pytest
 import yaml
-from conftest import COLLECTION_DIR, REGISTRY, SAMPLE_MAD, run_playbook, task_results
-from docker_helpers import registry_request, repositories, session_api
-from node_engines import node_engines
+from conftest import COLLECTION_DIR, MAIN_ENGINE, REGISTRY, SAMPLE_MAD, run_playbook, task_results
+from docker_helpers import registry_request, repositories
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 SESSION = uuid.uuid4().hex[:8]
 PREFIX = "e2e%s-" % SESSION
-MAIN_ENGINE = "unix:///var/run/docker.sock"
 NODES = ("node1", "node2")
 MODELS = ["dummy", "dummy_multi", "dummy_fail"]
 IMAGES = [PREFIX + "dummy_cpu.ubuntu", PREFIX + "dummy_multi_cpu.ubuntu", PREFIX + "dummy_fail_cpu.ubuntu"]
@@ -47,19 +45,6 @@ BUILD = "Build and push the images, write the manifest"
 RUN = "Run each model"
 PUBLISH = "Publish this node's rows as its facts (and, in check mode, its plan)"
 MERGE = "Merge the rows into one CSV and write the HTML report"
-
-
-@pytest.fixture(scope="module")
-def main_api():
-    with session_api(MAIN_ENGINE, REGISTRY, PREFIX) as api:
-        yield api
-
-
-@pytest.fixture(scope="module")
-def engines():
-    """Two node engines under /tmp, unique to this session; removed at the end."""
-    with node_engines("/tmp/madci-e2e-%s-node" % SESSION, NODES) as started:
-        yield started
 
 
 @pytest.fixture(scope="module")
