@@ -7,6 +7,7 @@ rocm.madengine.madengine role holds the defaults; the playbooks and the role's t
 from __future__ import annotations
 
 import glob
+import importlib
 import os
 import re
 import subprocess
@@ -104,6 +105,39 @@ def test_every_variable_is_read_by_the_plays_and_every_variable_they_read_is_doc
         assert re.search(r"\b%s\b" % name, text), "%s is documented but no play or task reads it" % name
     read_names = set(n for n in NAME.findall(text) if not n.startswith("madengine__")) - NOT_VARIABLES  # private
     assert sorted(read_names - set(docs)) == []
+
+
+def module_tasks(tasks, module, found):
+    """The arguments of every task calling ``module``, blocks included."""
+    for task in tasks:
+        if module in task:
+            found.append(task[module])
+        for section in ("block", "rescue", "always"):
+            module_tasks(task.get(section, []), module, found)
+    return found
+
+
+@pytest.mark.parametrize("module, names, variable", [
+    ("madengine_vm", "madengine__vm_option_names", "madengine_vm_options"),
+    ("gpu_passthrough", "madengine__passthrough_option_names", "madengine_vm_passthrough_options"),
+])
+def test_the_vm_option_dicts_accept_exactly_the_module_options_the_role_passes_on(module, names, variable):
+    """madengine_vm_options and madengine_vm_passthrough_options: the keys the VM tasks check are the module's own
+    options, and each is handed to the module from that dict (a key checked but not passed would be lost)."""
+    plugin = importlib.import_module("ansible_collections.rocm.madengine.plugins.modules." + module)
+    spec = yaml.safe_load(plugin.DOCUMENTATION)["options"]
+    allowed = load(os.path.join(ROLE, "vars", "main.yml"))[names]
+    assert sorted(set(allowed) - set(spec)) == []
+    calls = []
+    for entry in ("vm_node.yml", "vm_cleanup.yml"):
+        calls += module_tasks(load(os.path.join(ROLE, "tasks", entry)), "rocm.madengine." + module, [])
+    assert calls
+    for args in calls:
+        assert sorted(set(args) - set(spec)) == []
+        for name in set(args) & set(allowed):
+            assert "%s.%s" % (variable, name) in str(args[name]), name
+    # one call hands on every key the check lets through
+    assert any(set(allowed) <= set(args) for args in calls)
 
 
 def test_the_fleet_documents_name_only_real_variables():

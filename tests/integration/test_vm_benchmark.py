@@ -10,6 +10,7 @@ controller (main engine, local registry); each node engine pulls from the regist
 
 1. two nodes, passthrough none (CPU-only VMs): build, two real VMs booted and removed, rows, merged CSV + HTML;
 2. --check: everything planned, nothing created;
+   bad settings (a relative base image, a bad VM name, unknown option keys, a bad choice) are named first;
 3. faults: the VM start fails (a hostdev on a host without VFIO) on one node and the wait times out on the other;
 4. the play is interrupted (SIGTERM to ansible-playbook's process group) while a model runs in the VM: the next
    run removes what was left, a preserve run keeps its VM, and the vm_cleanup entry point removes it;
@@ -36,17 +37,14 @@ import uuid
 import libvirt
 import pytest
 import yaml
-from conftest import COLLECTION_DIR, REGISTRY, SAMPLE_MAD, ansible_env, run_playbook, task_results
-from docker_helpers import session_api
+from conftest import COLLECTION_DIR, MAIN_ENGINE, REGISTRY, SAMPLE_MAD, ansible_env, run_playbook, task_results
 from fake_sysfs import FakeKernel
-from node_engines import node_engines
 from vm_helpers import GUEST_DIR, ensure_libvirtd, fake_host, hold_vfio, make_base, pci_drivers, private_uri
 
 pytestmark = [pytest.mark.libvirtd, pytest.mark.docker, pytest.mark.slow]
 
 SESSION = uuid.uuid4().hex[:6]
 PREFIX = "vmb%s-" % SESSION
-MAIN_ENGINE = "unix:///var/run/docker.sock"
 URI = "qemu:///system"
 NODES = ("vmb%sa" % SESSION, "vmb%sb" % SESSION)
 MODELS = ["dummy", "dummy_multi", "dummy_fail"]
@@ -75,19 +73,6 @@ def conn():
                 dom.destroy()
             dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
     handle.close()
-
-
-@pytest.fixture(scope="module")
-def main_api():
-    with session_api(MAIN_ENGINE, REGISTRY, PREFIX) as api:
-        yield api
-
-
-@pytest.fixture(scope="module")
-def engines():
-    """The Docker engine "in" each node's VM: one simulated node engine per node."""
-    with node_engines("/tmp/madci-vmb-%s-" % SESSION, NODES) as started:
-        yield started
 
 
 @pytest.fixture(scope="module")
@@ -259,6 +244,36 @@ def test_check_mode_plans_everything_and_creates_nothing(first, site, tmp_path):
     assert domains(site["conn"], [vm_name(n) for n in NODES]) == []
     assert files(dirs) == [] and os.listdir(str(dirs["results"])) == []
     assert dict((n, site["engines"][n].images()) for n in NODES) == before
+
+
+# ---- bad settings are named before anything starts -------------------------------------------------
+
+def test_bad_vm_settings_are_named_before_anything_starts(site, tmp_path):
+    node, other = NODES
+    dirs = make_dirs(tmp_path)
+    nodes = {
+        node: {"madengine_vm_base_image": "images/base.qcow2", "madengine_vm_name": "bad name!",
+               "madengine_vm_options": tiny_guest(dirs, boot_timout=5),
+               "madengine_vm_passthrough_options": {"numvfs": 2}},
+        other: {"madengine_vm_passthrough": "gpu"},
+    }
+    inventory, dirs = write_inventory(site, tmp_path, nodes)
+    run = vm_benchmark(inventory, check=True)
+    assert run["rc"] != 0, run["log"]
+    message = " ".join(task_results(run["out"], "Check the VM settings")[node]["msg"].split())
+    assert "needs madengine_vm_base_image, the absolute path of the VM's qcow2 base image on the node " \
+           "('images/base.qcow2')" in message, message
+    assert "a madengine_vm_name of 1-63 letters" in message and "('bad name!')" in message
+    assert "(unknown: madengine_vm_options.boot_timout, madengine_vm_passthrough_options.numvfs;" in message
+    # a bad choice is named by the entry point's argument specs
+    failures = [(task["task"]["name"], task["hosts"][other]["msg"]) for play in run["out"]["plays"]
+                for task in play["tasks"] if task["hosts"].get(other, {}).get("failed")]
+    assert len(failures) == 1, run["log"]
+    name, msg = failures[0]
+    assert "Validating arguments against arg spec 'vm_node'" in name
+    assert "madengine_vm_passthrough" in msg and "gpu" in msg and "vfio, sriov, vgpu, none" in msg, msg
+    assert task_results(run["out"], START) == {}
+    assert domains(site["conn"], [vm_name(n) for n in NODES]) == [] and files(dirs) == []
 
 
 # ---- 3. faults: the start fails, the wait times out -----------------------------------------------
