@@ -26,8 +26,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from _collection import use_installed_collection
 
 use_installed_collection()
-from ansible_collections.rocm.madengine.plugins.module_utils import _custom_model
-from ansible_collections.rocm.madengine.plugins.module_utils._discovery import discover, select
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark import custom_model as _custom_model
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.discovery import discover, select
 
 ROOT_MODELS, DIRS, PER_DIR, DYNAMIC_DIRS = 250, 50, 15, 10
 REPEAT = 25

@@ -31,7 +31,9 @@ def import_collection():
     from _collection import use_installed_collection
 
     use_installed_collection()
-    from ansible_collections.rocm.madengine.plugins.module_utils import _common, _report, _rows
+    from ansible_collections.rocm.madengine.plugins.module_utils import common as _common
+    from ansible_collections.rocm.madengine.plugins.module_utils.benchmark import report as _report
+    from ansible_collections.rocm.madengine.plugins.module_utils.benchmark import rows as _rows
     return _common, _report, _rows
 
 

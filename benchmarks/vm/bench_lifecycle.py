@@ -42,8 +42,8 @@ def _import_collection():
     from _collection import use_installed_collection
 
     use_installed_collection()
-    from ansible_collections.rocm.madengine.plugins.module_utils import _vm_lifecycle, _vm_spec
-
+    from ansible_collections.rocm.madengine.plugins.module_utils.vm import lifecycle as _vm_lifecycle
+    from ansible_collections.rocm.madengine.plugins.module_utils.vm import spec as _vm_spec
     return _vm_spec, _vm_lifecycle
 
 

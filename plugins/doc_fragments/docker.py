@@ -8,7 +8,7 @@ from __future__ import annotations
 
 class ModuleDocFragment(object):
 
-    # Connection to the Docker engine; matches DOCKER_COMMON_ARGS in module_utils/_docker.py.
+    # Connection to the Docker engine; matches DOCKER_COMMON_ARGS in module_utils/benchmark/docker_client.py.
     DOCUMENTATION = r"""
 options:
   docker_host:

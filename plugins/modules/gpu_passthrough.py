@@ -295,9 +295,13 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.rocm.madengine.plugins.module_utils import _sysfs
-from ansible_collections.rocm.madengine.plugins.module_utils._common import MadengineError
-from ansible_collections.rocm.madengine.plugins.module_utils._passthrough import DeadDeviceError, Passthrough, StepError
+from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError
+from ansible_collections.rocm.madengine.plugins.module_utils.host import sysfs as _sysfs
+from ansible_collections.rocm.madengine.plugins.module_utils.host.passthrough import (
+    DeadDeviceError,
+    Passthrough,
+    StepError,
+)
 
 
 def main():

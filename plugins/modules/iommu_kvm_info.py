@@ -186,8 +186,8 @@ import functools
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.rocm.madengine.plugins.module_utils import _sysfs
-from ansible_collections.rocm.madengine.plugins.module_utils._hostcheck import HostCheck, summarize
+from ansible_collections.rocm.madengine.plugins.module_utils.host import sysfs as _sysfs
+from ansible_collections.rocm.madengine.plugins.module_utils.host.checks import HostCheck, summarize
 
 
 def main():

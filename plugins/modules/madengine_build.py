@@ -316,9 +316,12 @@ images:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.rocm.madengine.plugins.module_utils._build_task import run_build
-from ansible_collections.rocm.madengine.plugins.module_utils._common import MadengineError
-from ansible_collections.rocm.madengine.plugins.module_utils._docker import DOCKER_COMMON_ARGS, client_from_module
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.build_task import run_build
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.docker_client import (
+    DOCKER_COMMON_ARGS,
+    client_from_module,
+)
+from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError
 
 
 def main():

@@ -107,8 +107,8 @@ available:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.rocm.madengine.plugins.module_utils._common import MadengineError
-from ansible_collections.rocm.madengine.plugins.module_utils._discovery import discover, select
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.discovery import discover, select
+from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError
 
 
 def main():

@@ -254,8 +254,8 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.rocm.madengine.plugins.module_utils import _report
-from ansible_collections.rocm.madengine.plugins.module_utils._common import MadengineError, as_list, write_if_changed
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark import report as _report
+from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError, as_list, write_if_changed
 
 
 def _models(value):

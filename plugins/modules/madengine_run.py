@@ -390,9 +390,12 @@ ansible_facts:
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback
 
-from ansible_collections.rocm.madengine.plugins.module_utils._common import MadengineError
-from ansible_collections.rocm.madengine.plugins.module_utils._docker import DOCKER_COMMON_ARGS, client_from_module
-from ansible_collections.rocm.madengine.plugins.module_utils._run_task import run_models
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.docker_client import (
+    DOCKER_COMMON_ARGS,
+    client_from_module,
+)
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.run_task import run_models
+from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError
 
 
 def main():

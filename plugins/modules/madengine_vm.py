@@ -410,8 +410,8 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.rocm.madengine.plugins.module_utils._common import MadengineError
-from ansible_collections.rocm.madengine.plugins.module_utils._vm_lifecycle import (
+from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError
+from ansible_collections.rocm.madengine.plugins.module_utils.vm.lifecycle import (
     HAS_LIBVIRT,
     LIBVIRT_ERRORS,
     LIBVIRT_IMPORT_ERROR,
@@ -423,7 +423,7 @@ from ansible_collections.rocm.madengine.plugins.module_utils._vm_lifecycle impor
     read_metadata,
     record_paths,
 )
-from ansible_collections.rocm.madengine.plugins.module_utils._vm_spec import (
+from ansible_collections.rocm.madengine.plugins.module_utils.vm.spec import (
     HAS_JINJA2,
     JINJA2_IMPORT_ERROR,
     build_spec,

@@ -23,7 +23,7 @@ from conftest import REGISTRY, SAMPLE_MAD, run_module, run_playbook
 from docker_helpers import delete_repositories, remove_labelled_images
 from fake_gpu_sysfs import FakeGpuSysfs, fake_amd_smi, fake_devices, fake_nvidia_smi
 
-from ansible_collections.rocm.madengine.plugins.module_utils._rows import COLUMNS, MADENGINE_COLUMNS
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.rows import COLUMNS, MADENGINE_COLUMNS
 from ansible_collections.rocm.madengine.plugins.modules import madengine_build, madengine_run
 
 pytestmark = pytest.mark.docker

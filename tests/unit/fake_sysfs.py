@@ -614,8 +614,7 @@ def consumer_host(root):
 @contextlib.contextmanager
 def installed(kernel):
     """Route the collection's two host edges (sysfs writes, commands) to ``kernel``."""
-    from ansible_collections.rocm.madengine.plugins.module_utils import _sysfs
-
+    from ansible_collections.rocm.madengine.plugins.module_utils.host import sysfs as _sysfs
     saved = (_sysfs.write_attr, _sysfs.run_command)
     _sysfs.write_attr = kernel.write
     _sysfs.run_command = kernel.run_command
@@ -628,8 +627,8 @@ def installed(kernel):
 
 def engine(kernel, state_dir, **options):
     """A passthrough engine on the kernel's tree, running commands through the same edge as the module."""
-    from ansible_collections.rocm.madengine.plugins.module_utils import _passthrough, _sysfs
-
+    from ansible_collections.rocm.madengine.plugins.module_utils.host import passthrough as _passthrough
+    from ansible_collections.rocm.madengine.plugins.module_utils.host import sysfs as _sysfs
     options.setdefault("timeout", 2)
     return _passthrough.Passthrough(_sysfs.Sysfs(kernel.root), str(state_dir),
                                     run=lambda argv, timeout: _sysfs.run_command(None, argv, timeout), **options)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ansible_collections.rocm.madengine.plugins.module_utils._rows import make_row
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.rows import make_row
 
 
 def row(model, host, status="SUCCESS", performance="", **fields):

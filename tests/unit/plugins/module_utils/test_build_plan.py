@@ -10,7 +10,7 @@ import pytest
 from build_tree import RUN_SH, ctx_tree, dockerfile, write
 from catalogue_builder import model
 
-from ansible_collections.rocm.madengine.plugins.module_utils._build import (
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.build import (
     CONTENT_KEY_LABEL,
     Planner,
     ScriptsBundle,
@@ -18,9 +18,9 @@ from ansible_collections.rocm.madengine.plugins.module_utils._build import (
     log_name,
     registry_image_name,
 )
-from ansible_collections.rocm.madengine.plugins.module_utils._common import MadengineError
-from ansible_collections.rocm.madengine.plugins.module_utils._context import normalise_context
-from ansible_collections.rocm.madengine.plugins.module_utils._credentials import Credentials
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.context import normalise_context
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.credentials import Credentials
+from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError
 
 
 @pytest.mark.parametrize("model_name, df, arch, expected", [

@@ -8,8 +8,7 @@ import pytest
 from build_tree import ctx_tree, dockerfile, write
 from catalogue_builder import model
 
-from ansible_collections.rocm.madengine.plugins.module_utils._common import MadengineError
-from ansible_collections.rocm.madengine.plugins.module_utils._context import (
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.context import (
     detect_build_context,
     filter_context,
     load_context,
@@ -17,6 +16,7 @@ from ansible_collections.rocm.madengine.plugins.module_utils._context import (
     read_dockerfile_context,
     select_dockerfiles,
 )
+from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError
 
 
 def test_file_first_then_dict_user_keys_win(tmp_path):

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from ansible_collections.rocm.madengine.plugins.module_utils._common import MadengineError
-from ansible_collections.rocm.madengine.plugins.module_utils._credentials import Credentials, registry_key
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.credentials import Credentials, registry_key
+from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError
 
 DOC = {
     "localhost:5000": {"username": "alice", "password": "reg-pass-1", "repository": "team/mad"},

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from ansible_collections.rocm.madengine.plugins.module_utils._common import MadengineError
-from ansible_collections.rocm.madengine.plugins.module_utils._data import data_env, load_data_config, resolve
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.data import data_env, load_data_config, resolve
+from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError
 
 
 def model(data):

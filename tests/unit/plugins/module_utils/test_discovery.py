@@ -9,8 +9,8 @@ import sys
 import pytest
 from catalogue_builder import DUMMY3_SCRIPT, conformance_tree, model, write_tree
 
-from ansible_collections.rocm.madengine.plugins.module_utils._common import MadengineError
-from ansible_collections.rocm.madengine.plugins.module_utils._discovery import discover, parse_tag, select
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.discovery import discover, parse_tag, select
+from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError
 
 ROOT = ["dummy", "dummy2", "dummy3", "dummy_multi", "dummy_vllm", "pyt_huggingface_gpt2", "pyt_huggingface_bert"]
 DIRS = ["dummy2/model1", "dummy2/model2", "dummy3/model3", "dummy3/model4"]

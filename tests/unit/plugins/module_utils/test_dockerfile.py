@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.rocm.madengine.plugins.module_utils._dockerfile import (
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.dockerfile import (
     analyse,
     infer_gpu_vendor,
     instructions,

@@ -16,8 +16,8 @@ from fake_gpu_sysfs import (
     write_tool,
 )
 
-from ansible_collections.rocm.madengine.plugins.module_utils._common import MadengineError
-from ansible_collections.rocm.madengine.plugins.module_utils._gpu import (
+from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError
+from ansible_collections.rocm.madengine.plugins.module_utils.host.gpu import (
     detect,
     gfx_name,
     normalise_nvidia_name,

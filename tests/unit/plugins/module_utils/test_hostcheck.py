@@ -8,7 +8,7 @@ import os
 import pytest
 from fake_sysfs import FakeKernel
 
-from ansible_collections.rocm.madengine.plugins.module_utils._hostcheck import HostCheck, summarize
+from ansible_collections.rocm.madengine.plugins.module_utils.host.checks import HostCheck, summarize
 
 GPU = "0000:83:00.0"
 DOMCAPS = """<domainCapabilities>

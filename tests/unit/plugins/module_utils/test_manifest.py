@@ -7,14 +7,14 @@ import os
 
 import pytest
 
-from ansible_collections.rocm.madengine.plugins.module_utils._common import MadengineError
-from ansible_collections.rocm.madengine.plugins.module_utils._manifest import (
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.manifest import (
     check_directory,
     check_writable,
     load_manifest,
     read_previous,
     write_if_changed,
 )
+from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError
 
 
 def test_unwritable_manifest_paths(tmp_path):

@@ -10,8 +10,8 @@ import os
 import pytest
 from fake_sysfs import FakeKernel, SimulatedCrash, consumer_host, engine, installed, mi300x_host, plan_ops
 
-from ansible_collections.rocm.madengine.plugins.module_utils._common import MadengineError
-from ansible_collections.rocm.madengine.plugins.module_utils._passthrough import DeadDeviceError, StepError
+from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError
+from ansible_collections.rocm.madengine.plugins.module_utils.host.passthrough import DeadDeviceError, StepError
 
 GPU = "0000:83:00.0"
 GPU2 = "0000:93:00.0"

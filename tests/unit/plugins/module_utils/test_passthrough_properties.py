@@ -22,7 +22,7 @@ from fake_sysfs import FakeKernel, SimulatedCrash, engine, installed, plan_ops
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.rocm.madengine.plugins.module_utils._common import MadengineError
+from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError
 from ansible_collections.rocm.madengine.plugins.modules import gpu_passthrough
 
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True, database=None)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.rocm.madengine.plugins.module_utils._common import MadengineError
-from ansible_collections.rocm.madengine.plugins.module_utils._perf import (
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.perf import (
     DEFAULT_ERROR_PATTERNS,
     parse_multiple_results,
     scan_lines,
     scan_settings,
 )
+from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError
 
 
 @pytest.mark.parametrize("line, performance, metric", [

@@ -12,9 +12,13 @@ from html.parser import HTMLParser
 import pytest
 from fleet_rows import MODELS, node_rows, row
 
-from ansible_collections.rocm.madengine.plugins.module_utils import _report
-from ansible_collections.rocm.madengine.plugins.module_utils._common import MadengineError, write_if_changed
-from ansible_collections.rocm.madengine.plugins.module_utils._rows import COLUMNS, MADENGINE_COLUMNS, rows_to_csv
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark import report as _report
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.rows import (
+    COLUMNS,
+    MADENGINE_COLUMNS,
+    rows_to_csv,
+)
+from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError, write_if_changed
 
 
 def fleet(**fail):

@@ -8,14 +8,14 @@ import stat
 
 import pytest
 
-from ansible_collections.rocm.madengine.plugins.module_utils._common import MadengineError
-from ansible_collections.rocm.madengine.plugins.module_utils._rows import (
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.rows import (
     COLUMNS,
     MADENGINE_COLUMNS,
     make_row,
     read_csv,
     write_csv,
 )
+from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError
 
 MADENGINE_HEADER = (
     "model,n_gpus,nnodes,gpus_per_node,training_precision,pipeline,args,tags,docker_file,base_docker,docker_sha,"

@@ -5,17 +5,20 @@ from __future__ import annotations
 import pytest
 from manifest_builder import image_entry, manifest, model_card, simple
 
-from ansible_collections.rocm.madengine.plugins.module_utils._common import MadengineError
-from ansible_collections.rocm.madengine.plugins.module_utils._credentials import Credentials
-from ansible_collections.rocm.madengine.plugins.module_utils._docker import ContainerSpec, apply_run_options
-from ansible_collections.rocm.madengine.plugins.module_utils._gpu import Gpu, GpuInventory
-from ansible_collections.rocm.madengine.plugins.module_utils._run import (
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.credentials import Credentials
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.docker_client import (
+    ContainerSpec,
+    apply_run_options,
+)
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.run import (
     DEFAULT_TIMEOUT,
     Planner,
     RunSettings,
     effective_timeout,
     select_runs,
 )
+from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError
+from ansible_collections.rocm.madengine.plugins.module_utils.host.gpu import Gpu, GpuInventory
 
 SOURCE = "manifest /m.json"
 

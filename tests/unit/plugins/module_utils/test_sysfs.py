@@ -10,8 +10,8 @@ import time
 import pytest
 from fake_sysfs import consumer_host
 
-from ansible_collections.rocm.madengine.plugins.module_utils import _sysfs
-from ansible_collections.rocm.madengine.plugins.module_utils._common import MadengineError
+from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError
+from ansible_collections.rocm.madengine.plugins.module_utils.host import sysfs as _sysfs
 
 
 @pytest.mark.parametrize("raw, full", [

@@ -11,9 +11,9 @@ import pytest
 from vm_helpers import leftovers, run_command
 from vm_helpers import spec_params as _params
 
-from ansible_collections.rocm.madengine.plugins.module_utils import _vm_lifecycle as lc
-from ansible_collections.rocm.madengine.plugins.module_utils._common import MadengineError
-from ansible_collections.rocm.madengine.plugins.module_utils._vm_spec import build_spec
+from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError
+from ansible_collections.rocm.madengine.plugins.module_utils.vm import lifecycle as lc
+from ansible_collections.rocm.madengine.plugins.module_utils.vm.spec import build_spec
 
 
 def _error(code, message):

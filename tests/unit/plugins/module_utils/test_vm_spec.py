@@ -10,8 +10,8 @@ import pytest
 from vm_helpers import fake_host, make_base, private_uri, run_command
 from vm_helpers import spec_params as _params
 
-from ansible_collections.rocm.madengine.plugins.module_utils import _vm_spec as vs
-from ansible_collections.rocm.madengine.plugins.module_utils._common import MadengineError
+from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError
+from ansible_collections.rocm.madengine.plugins.module_utils.vm import spec as vs
 
 
 @pytest.mark.parametrize("value, unit, expected", [

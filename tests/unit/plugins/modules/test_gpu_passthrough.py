@@ -10,7 +10,7 @@ import os
 import pytest
 from fake_sysfs import FakeKernel, consumer_host, installed, mi300x_host, plan_ops
 
-from ansible_collections.rocm.madengine.plugins.module_utils import _sysfs
+from ansible_collections.rocm.madengine.plugins.module_utils.host import sysfs as _sysfs
 from ansible_collections.rocm.madengine.plugins.modules import gpu_passthrough
 
 GPU = "0000:83:00.0"

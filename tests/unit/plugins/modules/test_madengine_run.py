@@ -15,7 +15,7 @@ import pytest
 from fake_gpu_sysfs import FakeGpuSysfs, fake_amd_smi, fake_devices, fake_nvidia_smi, fake_rocm
 from manifest_builder import manifest, simple
 
-from ansible_collections.rocm.madengine.plugins.module_utils._rows import COLUMNS, MADENGINE_COLUMNS
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.rows import COLUMNS, MADENGINE_COLUMNS
 from ansible_collections.rocm.madengine.plugins.modules import madengine_run
 
 NO_ENGINE = "unix:///nonexistent/madci-docker.sock"

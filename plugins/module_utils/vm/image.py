@@ -18,7 +18,7 @@ import os
 import shutil
 import tempfile
 
-from ansible_collections.rocm.madengine.plugins.module_utils._common import MadengineError
+from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError
 
 # Seed ISO builders, in order of preference; each gets (output, workdir, files).
 _ISO_TOOLS = (

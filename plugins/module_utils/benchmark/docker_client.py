@@ -27,7 +27,7 @@ import traceback
 
 from ansible.module_utils.basic import env_fallback, missing_required_lib
 
-from ansible_collections.rocm.madengine.plugins.module_utils._common import MadengineError
+from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError
 
 DOCKER_SDK_MIN_VERSION = (7, 1, 0)
 DOCKER_SDK_REQUIREMENT = "docker>=7.1.0"

@@ -33,14 +33,13 @@ import stat
 import tarfile
 import time
 
-from ansible_collections.rocm.madengine.plugins.module_utils._common import MadengineError, atomic_write_text
-from ansible_collections.rocm.madengine.plugins.module_utils._context import (
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.context import (
     no_dockerfile_reason,
     read_dockerfile_context,
     select_dockerfiles,
 )
-from ansible_collections.rocm.madengine.plugins.module_utils._credentials import registry_key
-from ansible_collections.rocm.madengine.plugins.module_utils._docker import (
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.credentials import registry_key
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.docker_client import (
     CONTENT_KEY_LABEL,
     LABEL_PREFIX,
     BuildFailed,
@@ -52,13 +51,14 @@ from ansible_collections.rocm.madengine.plugins.module_utils._docker import (
     scrub,
     split_reference,
 )
-from ansible_collections.rocm.madengine.plugins.module_utils._dockerfile import (
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.dockerfile import (
     analyse,
     infer_gpu_vendor,
     is_glob,
     needs_whole_context,
     source_patterns,
 )
+from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError, atomic_write_text
 
 KEY_VERSION = 1
 BUILD_DIR = ".madengine-build"

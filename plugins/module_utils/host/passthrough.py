@@ -29,13 +29,13 @@ import json
 import os
 import uuid
 
-from ansible_collections.rocm.madengine.plugins.module_utils import _sysfs
-from ansible_collections.rocm.madengine.plugins.module_utils._common import (
+from ansible_collections.rocm.madengine.plugins.module_utils.common import (
     MadengineError,
     atomic_write_json,
     utc_now,
 )
-from ansible_collections.rocm.madengine.plugins.module_utils._sysfs import (
+from ansible_collections.rocm.madengine.plugins.module_utils.host import sysfs as _sysfs
+from ansible_collections.rocm.madengine.plugins.module_utils.host.sysfs import (
     BRIDGE_CLASS,
     GPU_BASE_CLASSES,
     VENDOR_IDS,

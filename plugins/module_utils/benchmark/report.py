@@ -27,8 +27,13 @@ import math
 import os
 import traceback
 
-from ansible_collections.rocm.madengine.plugins.module_utils._common import MadengineError
-from ansible_collections.rocm.madengine.plugins.module_utils._rows import COLUMNS, STATUSES, header_for, make_row
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.rows import (
+    COLUMNS,
+    STATUSES,
+    header_for,
+    make_row,
+)
+from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError
 
 try:
     import pandas as pd

@@ -21,11 +21,11 @@ import copy
 import json
 import os
 
-from ansible_collections.rocm.madengine.plugins.module_utils._common import (
+from ansible_collections.rocm.madengine.plugins.module_utils.common import (
     MadengineError,
     load_json_file,
 )
-from ansible_collections.rocm.madengine.plugins.module_utils._common import (
+from ansible_collections.rocm.madengine.plugins.module_utils.common import (
     write_if_changed as _write_bytes_if_changed,
 )
 

@@ -31,12 +31,12 @@ from __future__ import annotations
 import difflib
 import os
 
-from ansible_collections.rocm.madengine.plugins.module_utils._common import MadengineError, load_json_file
-from ansible_collections.rocm.madengine.plugins.module_utils._custom_model import (
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.custom_model import (
     ScriptError,
     custom_model_to_dict,
     load_custom_models,
 )
+from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError, load_json_file
 
 _PATH_FIELDS = ("dockerfile", "scripts")
 _NUMBER_FIELDS = frozenset(("n_gpus", "timeout"))

@@ -17,26 +17,25 @@ from __future__ import annotations
 
 import os
 
-from ansible_collections.rocm.madengine.plugins.module_utils._build import (
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.build import (
     Builder,
     ImageOutcome,
     Planner,
 )
-from ansible_collections.rocm.madengine.plugins.module_utils._common import MadengineError
-from ansible_collections.rocm.madengine.plugins.module_utils._context import (
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.context import (
     detect_build_context,
     filter_context,
     load_context,
     normalise_context,
 )
-from ansible_collections.rocm.madengine.plugins.module_utils._credentials import Credentials
-from ansible_collections.rocm.madengine.plugins.module_utils._discovery import (
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.credentials import Credentials
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.discovery import (
     _check_types,
     discover,
     select,
 )
-from ansible_collections.rocm.madengine.plugins.module_utils._docker import scrub
-from ansible_collections.rocm.madengine.plugins.module_utils._manifest import (
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.docker_client import scrub
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.manifest import (
     build_manifest,
     check_directory,
     check_writable,
@@ -44,6 +43,7 @@ from ansible_collections.rocm.madengine.plugins.module_utils._manifest import (
     would_change,
     write_if_changed,
 )
+from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError
 
 MANIFEST_NAME = "build_manifest.json"
 

@@ -18,7 +18,7 @@ import csv
 import io
 import os
 
-from ansible_collections.rocm.madengine.plugins.module_utils._common import MadengineError, atomic_write_text
+from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError, atomic_write_text
 
 # madengine's perf.csv header, in its order.
 MADENGINE_COLUMNS = (

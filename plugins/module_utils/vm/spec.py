@@ -20,8 +20,8 @@ import re
 import traceback
 import uuid
 
-from ansible_collections.rocm.madengine.plugins.module_utils._common import MadengineError
-from ansible_collections.rocm.madengine.plugins.module_utils._vm_image import check_base_image
+from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError
+from ansible_collections.rocm.madengine.plugins.module_utils.vm.image import check_base_image
 
 try:
     import jinja2

@@ -22,13 +22,13 @@ import os
 import stat
 import xml.etree.ElementTree as ET
 
-from ansible_collections.rocm.madengine.plugins.module_utils._common import MadengineError
-from ansible_collections.rocm.madengine.plugins.module_utils._passthrough import (
+from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError
+from ansible_collections.rocm.madengine.plugins.module_utils.host.passthrough import (
     discover_gpus,
     is_dead,
     read_vendor,
 )
-from ansible_collections.rocm.madengine.plugins.module_utils._sysfs import (
+from ansible_collections.rocm.madengine.plugins.module_utils.host.sysfs import (
     BRIDGE_CLASS,
     VENDOR_IDS,
     Sysfs,

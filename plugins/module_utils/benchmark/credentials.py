@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 
-from ansible_collections.rocm.madengine.plugins.module_utils._common import MadengineError, load_json_file
+from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError, load_json_file
 
 DOCKERHUB_NAMES = ("", "docker.io", "dockerhub", "index.docker.io", "registry-1.docker.io")
 DOCKERHUB_ENV = (("MAD_DOCKERHUB_USER", "username"), ("MAD_DOCKERHUB_PASSWORD", "password"),

@@ -25,7 +25,7 @@ import os
 import re
 import shutil
 
-from ansible_collections.rocm.madengine.plugins.module_utils._common import MadengineError, load_json_file
+from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError, load_json_file
 
 GPU_VENDORS = ("AMD", "NVIDIA", "NONE")
 GUEST_OSES = ("UBUNTU", "CENTOS")

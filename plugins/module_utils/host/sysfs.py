@@ -27,7 +27,7 @@ import re
 import threading
 import time
 
-from ansible_collections.rocm.madengine.plugins.module_utils._common import MadengineError
+from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError
 
 VENDOR_IDS = {"AMD": "0x1002", "NVIDIA": "0x10de"}
 VENDOR_NAMES = {"0x1002": "AMD", "0x10de": "NVIDIA"}

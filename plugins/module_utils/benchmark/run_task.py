@@ -21,25 +21,25 @@ import re
 import time
 import uuid
 
-from ansible_collections.rocm.madengine.plugins.module_utils._common import MadengineError
-from ansible_collections.rocm.madengine.plugins.module_utils._context import load_context, normalise_context
-from ansible_collections.rocm.madengine.plugins.module_utils._credentials import Credentials
-from ansible_collections.rocm.madengine.plugins.module_utils._data import load_data_config
-from ansible_collections.rocm.madengine.plugins.module_utils._docker import DockerError, scrub
-from ansible_collections.rocm.madengine.plugins.module_utils._gpu import detect, rocm_root
-from ansible_collections.rocm.madengine.plugins.module_utils._manifest import (
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.context import load_context, normalise_context
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.credentials import Credentials
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.data import load_data_config
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.docker_client import DockerError, scrub
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.manifest import (
     check_directory,
     check_writable,
     load_manifest,
 )
-from ansible_collections.rocm.madengine.plugins.module_utils._rows import STATUSES, write_csv
-from ansible_collections.rocm.madengine.plugins.module_utils._run import (
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.rows import STATUSES, write_csv
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.run import (
     UNSUPPORTED_CONTEXT_KEYS,
     Executor,
     Planner,
     RunSettings,
     select_runs,
 )
+from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError
+from ansible_collections.rocm.madengine.plugins.module_utils.host.gpu import detect, rocm_root
 
 CSV_NAME = "perf.csv"
 # Context keys that describe one machine: a manifest's values describe the build host, not this node.

@@ -26,17 +26,17 @@ import time
 import traceback
 import xml.etree.ElementTree as ET
 
-from ansible_collections.rocm.madengine.plugins.module_utils._common import (
+from ansible_collections.rocm.madengine.plugins.module_utils.common import (
     MadengineError,
     atomic_write_json,
     load_json_file,
     utc_now,
 )
-from ansible_collections.rocm.madengine.plugins.module_utils._vm_image import (
+from ansible_collections.rocm.madengine.plugins.module_utils.vm.image import (
     create_overlay,
     create_seed_iso,
 )
-from ansible_collections.rocm.madengine.plugins.module_utils._vm_spec import (
+from ansible_collections.rocm.madengine.plugins.module_utils.vm.spec import (
     METADATA_NS,
     STATE_VERSION,
     render_domain_xml,

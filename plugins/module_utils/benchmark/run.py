@@ -30,16 +30,15 @@ import tarfile
 import threading
 import time
 
-from ansible_collections.rocm.madengine.plugins.module_utils._build import (
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.build import (
     SCRIPTS_IMAGE_DIR,
     ScriptsBundle,
     dockerfile_stem,
 )
-from ansible_collections.rocm.madengine.plugins.module_utils._common import MadengineError, utc_now
-from ansible_collections.rocm.madengine.plugins.module_utils._data import data_env
-from ansible_collections.rocm.madengine.plugins.module_utils._data import resolve as resolve_data
-from ansible_collections.rocm.madengine.plugins.module_utils._discovery import parse_tag, split_tags
-from ansible_collections.rocm.madengine.plugins.module_utils._docker import (
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.data import data_env
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.data import resolve as resolve_data
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.discovery import parse_tag, split_tags
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.docker_client import (
     LABEL_PREFIX,
     ContainerSpec,
     DockerError,
@@ -48,14 +47,15 @@ from ansible_collections.rocm.madengine.plugins.module_utils._docker import (
     scrub,
     split_reference,
 )
-from ansible_collections.rocm.madengine.plugins.module_utils._gpu import normalise_nvidia_name, parse_gpu_list
-from ansible_collections.rocm.madengine.plugins.module_utils._perf import (
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.perf import (
     LogScanner,
     parse_multiple_results,
     scan_settings,
     truthy,
 )
-from ansible_collections.rocm.madengine.plugins.module_utils._rows import COLUMNS, make_row
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.rows import COLUMNS, make_row
+from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError, utc_now
+from ansible_collections.rocm.madengine.plugins.module_utils.host.gpu import normalise_nvidia_name, parse_gpu_list
 
 DEFAULT_TIMEOUT = 7200
 RUN_LABEL = LABEL_PREFIX + "run-id"

@@ -27,7 +27,7 @@ from __future__ import annotations
 import copy
 import os
 
-from ansible_collections.rocm.madengine.plugins.module_utils._common import MadengineError, load_json_file
+from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError, load_json_file
 
 PROVIDER_ORDER = ("custom", "local", "minio", "nas", "aws")
 DEFAULT_HOME = "/data_dlm"

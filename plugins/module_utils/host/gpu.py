@@ -31,7 +31,7 @@ import os
 import re
 import shutil
 
-from ansible_collections.rocm.madengine.plugins.module_utils._common import MadengineError
+from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError
 
 VENDORS = ("AMD", "NVIDIA", "NONE")
 KFD_NODES = "devices/virtual/kfd/kfd/topology/nodes"
