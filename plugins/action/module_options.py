@@ -18,7 +18,6 @@ from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.common.text.converters import to_native
 from ansible.module_utils.errors import UnsupportedError
-from ansible.module_utils.six import string_types
 from ansible.plugins.action import ActionBase
 from ansible.plugins.loader import fragment_loader, module_loader
 from ansible.utils.plugin_docs import get_docstring
@@ -59,7 +58,7 @@ class ActionModule(ActionBase):
         result = super(ActionModule, self).run(tmp, task_vars)
         args = self._task.args
         module = args.get("module")
-        if not isinstance(module, string_types) or not module:
+        if not isinstance(module, str) or not module:
             raise AnsibleActionFail("module_options needs module, the name of the module the options are for")
         options = args.get("options") or {}
         label = args.get("name") or "options"

@@ -30,10 +30,10 @@ author:
   - ROCm madengine maintainers (@rocm)
 extends_documentation_fragment:
   - rocm.madengine.attributes
+  - rocm.madengine.attributes.ACTION_GROUP
   - rocm.madengine.docker
 attributes:
   check_mode:
-    description: Whether C(--check) is honoured, predicting C(changed) without touching the host.
     support: full
     details:
       - Check mode makes no Docker call. It plans build or reuse from the existing manifest at
@@ -41,10 +41,8 @@ attributes:
         since then is not noticed. When the manifest's directory does not exist yet, every image is planned as
         a build, with a warning.
   diff_mode:
-    description: Whether C(--diff) shows what changed or would change.
     support: none
   idempotent:
-    description: Whether a second run with the same arguments reports no change.
     support: full
     details:
       - A second run with unchanged inputs builds and pushes nothing and leaves the manifest file untouched.

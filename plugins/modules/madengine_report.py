@@ -28,17 +28,15 @@ author:
   - ROCm madengine maintainers (@rocm)
 extends_documentation_fragment:
   - rocm.madengine.attributes
+  - rocm.madengine.attributes.ACTION_GROUP
 attributes:
   check_mode:
-    description: Whether C(--check) is honoured, predicting C(changed) without touching the host.
     support: full
     details:
       - Everything is computed; nothing is written.
   diff_mode:
-    description: Whether C(--diff) shows what changed or would change.
     support: none
   idempotent:
-    description: Whether a second run with the same arguments reports no change.
     support: full
 requirements:
   - pandas >= 1.3 on the controller

@@ -33,19 +33,17 @@ author:
   - ROCm madengine maintainers (@rocm)
 extends_documentation_fragment:
   - rocm.madengine.attributes
+  - rocm.madengine.attributes.ACTION_GROUP
   - rocm.madengine.docker
 attributes:
   check_mode:
-    description: Whether C(--check) is honoured, predicting C(changed) without touching the host.
     support: full
     details:
       - Check mode detects the GPUs, plans every container (image, command, devices, environment with secrets
         masked, mounts) and returns the plan in RV(runs). It makes no Docker call and writes nothing.
   diff_mode:
-    description: Whether C(--diff) shows what changed or would change.
     support: none
   idempotent:
-    description: Whether a second run with the same arguments reports no change.
     support: none
     details:
       - Every run benchmarks again and appends rows, so it always reports a change when it runs a model.
