@@ -42,8 +42,9 @@ attributes:
     details:
       - Check mode makes no Docker call. It plans build or reuse from the existing manifest at
         O(manifest_path), so an image deleted from the engine, a base image updated in its registry since
-        then, or a base image looked up otherwise because O(pull) changed, is not noticed. When the manifest's directory does not exist yet, every image is planned as
-        a build, with a warning; nothing is created.
+        then, or a base image looked up otherwise because O(pull) changed, is not noticed.
+      - When the manifest's directory does not exist yet, every image is planned as a build, with a warning;
+        nothing is created.
   diff_mode:
     support: none
   idempotent:

@@ -2,8 +2,10 @@
 
 Rules of the house: no class over 400 lines and no function over 80 lines anywhere in plugins/; no
 file under plugins/module_utils imports a module (plugins/modules); the module_utils files import
-each other without a cycle.  Each failure names the file, line and object, so the offender is found
-at once.  Run these alone with ``pytest -m structure tests/unit``.
+each other without a cycle; a module is documentation, an argument spec and a main() that creates the
+AnsibleModule and hands it to ``run(module)`` of ``module_utils/<subsystem>/<module>_task.py``.
+Each failure names the file, line and object, so the offender is found at once.  Run these alone
+with ``pytest -m structure tests/unit``.
 """
 
 from __future__ import annotations
@@ -162,6 +164,44 @@ def test_no_import_cycle_among_module_utils(plugins_dir):
         pytest.fail("import cycle among module_utils:\n" + "\n".join(steps))
 
 
+def module_shape_problems(path, module_name):
+    """Why a module file is more than documentation, argument spec and a main() handing over (empty: fine)."""
+    tree = parse(path)
+    problems = []
+    task = None
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(UTILS + ".") \
+                and (node.module or "").endswith("." + module_name + "_task"):
+            if [alias.name for alias in node.names] == ["run"]:
+                task = node.module
+        elif isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name != "main":
+            problems.append("defines %s" % node.name)
+    if task is None:
+        problems.append("does not import run from module_utils/<subsystem>/%s_task.py" % module_name)
+    main = [node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == "main"]
+    if not main:
+        return problems + ["has no main()"]
+    for node in ast.walk(main[0]):
+        if node is not main[0] and isinstance(node, (ast.FunctionDef, ast.Lambda, ast.Try, ast.If, ast.For,
+                                                     ast.While, ast.With)):
+            problems.append("main() holds a %s (line %d)" % (type(node).__name__, node.lineno))
+    last = main[0].body[-1]
+    if not (isinstance(last, ast.Expr) and isinstance(last.value, ast.Call) and isinstance(last.value.func, ast.Name)
+            and last.value.func.id == "run"):
+        problems.append("main() does not end by handing the AnsibleModule to run(module)")
+    return problems
+
+
+def test_every_module_hands_over_to_its_task(plugins_dir):
+    offenders = []
+    for path in python_files(os.path.join(plugins_dir, "modules")):
+        name = os.path.basename(path)[:-len(".py")]
+        if os.path.exists(os.path.join(plugins_dir, "action", name + ".py")):
+            continue  # an action plugin's documentation
+        offenders.extend("modules/%s.py %s" % (name, problem) for problem in module_shape_problems(path, name))
+    assert not offenders, "modules must only create the AnsibleModule and hand over:\n" + "\n".join(offenders)
+
+
 # ---- the measuring itself: each check fails on a known offender --------------------------------
 
 def write(path, text):
@@ -195,3 +235,18 @@ def test_a_module_import_and_a_cycle_are_named(tmp_path):
     write(root / "module_utils" / "c.py", "THING = 1\n")
     graph, _files = module_utils_graph(str(root))
     assert find_cycle(graph) is None
+
+
+def test_module_shape_names_what_a_module_does_itself(tmp_path):
+    path = write(tmp_path / "plugins" / "modules" / "thing.py", (
+        "from ansible.module_utils.basic import AnsibleModule\n\n"
+        "from %s.benchmark.thing_task import run\n\n\n"
+        "def helper():\n    return 1\n\n\n"
+        "def main():\n    module = AnsibleModule(argument_spec={})\n    try:\n        run(module)\n"
+        "    except ValueError:\n        module.fail_json(msg='x')\n" % UTILS))
+    assert module_shape_problems(str(path), "thing") == [
+        "defines helper", "main() holds a Try (line 11)",
+        "main() does not end by handing the AnsibleModule to run(module)"]
+    write(path, "def main():\n    run(module)\n")
+    assert module_shape_problems(str(path), "thing") == [
+        "does not import run from module_utils/<subsystem>/thing_task.py"]
