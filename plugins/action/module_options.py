@@ -25,7 +25,6 @@ from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.common.text.converters import to_native
 from ansible.module_utils.errors import UnsupportedError
-from ansible.module_utils.six import string_types
 from ansible.plugins.action import ActionBase
 from ansible.plugins.loader import fragment_loader, module_loader
 from ansible.utils.plugin_docs import get_docstring
@@ -93,7 +92,7 @@ def local_paths(documented, values, cwd):
     paths = {}
     for key, value in values.items():
         doc = documented.get(names.get(key), {})
-        if doc.get("type") != "path" or not isinstance(value, string_types) or not value:
+        if doc.get("type") != "path" or not isinstance(value, str) or not value:
             continue
         if os.path.isabs(value) or value.startswith(("~", "$")):
             continue
@@ -103,7 +102,7 @@ def local_paths(documented, values, cwd):
 
 def kind(value):
     """What a value is, in words (ansible-core 2.19+ hands over tagged subclasses of str, list, ...)."""
-    for types, name in ((string_types, "a string"), ((list, tuple), "a list"), (bool, "a boolean"),
+    for types, name in ((str, "a string"), ((list, tuple), "a list"), (bool, "a boolean"),
                         ((int, float), "a number")):
         if isinstance(value, types):
             return name
@@ -121,7 +120,7 @@ class ActionModule(ActionBase):
         task_vars = task_vars or {}
         args = self._task.args
         module = args.get("module")
-        if not isinstance(module, string_types) or not module:
+        if not isinstance(module, str) or not module:
             raise AnsibleActionFail("module_options needs module, the name of the module the options are for")
         label = args.get("name") or "options"
         host = task_vars.get("inventory_hostname", "this host")

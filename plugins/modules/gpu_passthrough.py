@@ -30,19 +30,17 @@ author:
   - ROCm madengine maintainers (@rocm)
 extends_documentation_fragment:
   - rocm.madengine.attributes
+  - rocm.madengine.attributes.ACTION_GROUP
 attributes:
   check_mode:
-    description: Whether C(--check) is honoured, predicting C(changed) without touching the host.
     support: full
     details:
       - Returns in RV(plan) the exact ordered list of writes and commands a real run would perform.
   diff_mode:
-    description: Whether C(--diff) shows what changed or would change.
     support: full
     details:
       - One line per device with its driver, C(driver_override) and, for PFs, C(sriov_numvfs).
   idempotent:
-    description: Whether a second run with the same arguments reports no change.
     support: full
 options:
   state:

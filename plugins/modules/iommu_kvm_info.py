@@ -27,6 +27,7 @@ author:
   - ROCm madengine maintainers (@rocm)
 extends_documentation_fragment:
   - rocm.madengine.attributes
+  - rocm.madengine.attributes.ACTION_GROUP
   - rocm.madengine.attributes.INFO_MODULE
 options:
   mode:

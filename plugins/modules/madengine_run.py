@@ -29,23 +29,23 @@ description:
   - A model that fails is a row with status C(FAILURE) and the reason in C(error), never a failed task. The task
     fails only for problems of the whole node or of the input (manifest, options, GPUs, results directory).
   - Rows are appended to O(output) after every model, atomically and with a stable header.
+  - Relative paths in options are taken relative to the working directory of the module (where the play
+    runs, for a local task).
 author:
   - ROCm madengine maintainers (@rocm)
 extends_documentation_fragment:
   - rocm.madengine.attributes
+  - rocm.madengine.attributes.ACTION_GROUP
   - rocm.madengine.docker
 attributes:
   check_mode:
-    description: Whether C(--check) is honoured, predicting C(changed) without touching the host.
     support: full
     details:
       - Check mode detects the GPUs, plans every container (image, command, devices, environment with secrets
         masked, mounts) and returns the plan in RV(runs). It makes no Docker call and writes nothing.
   diff_mode:
-    description: Whether C(--diff) shows what changed or would change.
     support: none
   idempotent:
-    description: Whether a second run with the same arguments reports no change.
     support: none
     details:
       - Every run benchmarks again and appends rows, so it always reports a change when it runs a model.
@@ -101,17 +101,18 @@ options:
   timeout:
     description:
       - Seconds a model may run; C(0) means no limit.
-      - When not set, the context's C(timeout), else the model's own C(timeout) when positive, else C(7200).
+      - When not set or null, the context's C(timeout), else the model's own C(timeout) when positive, else
+        C(7200).
     type: int
   results_dir:
     description:
       - Directory of the run logs (C(<model>_<dockerfile stem>.<run id>.run.live.log)) and of the default O(output);
-        created when missing.
+        created when missing (not in check mode).
       - Default the directory of O(manifest_path), else the current directory.
     type: path
   output:
     description:
-      - The node's results CSV. Default C(<results_dir>/perf.csv).
+      - The node's results CSV. Default C(<results_dir>/perf.csv). Its directory is created when missing.
     type: path
   append:
     description:
@@ -169,7 +170,15 @@ options:
       - madengine C(credential.json). The entry named by a model's C(cred) becomes environment variables
         C(<CRED>_<KEY>) of its container; the entry keyed by the manifest's registry logs in for pulls.
       - Its values never appear in results, logs or rows.
+      - Default C(<mad_root>/credential.json) when that file exists. Mutually exclusive with O(credentials).
     type: path
+  credentials:
+    description:
+      - The content of a madengine C(credential.json) (credential name to entry), used as O(credential_file) is,
+        so a playbook can send the build host's credentials to the nodes without writing them to a file.
+      - Nothing is written to disk for them; their secret values never appear in results, logs or rows.
+      - Mutually exclusive with O(credential_file).
+    type: dict
   data_config:
     description:
       - madengine C(data.json) with the data providers of the models' C(data) names.
@@ -390,12 +399,8 @@ ansible_facts:
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback
 
-from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.docker_client import (
-    DOCKER_COMMON_ARGS,
-    client_from_module,
-)
-from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.run_task import run_models
-from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.docker_client import DOCKER_COMMON_ARGS
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.madengine_run_task import run
 
 
 def main():
@@ -419,6 +424,7 @@ def main():
         sysfs_root=dict(type="path", default="/sys"),
         dev_root=dict(type="path", default="/dev"),
         credential_file=dict(type="path"),
+        credentials=dict(type="dict", no_log=True),
         data_config=dict(type="path"),
         data_providers=dict(type="dict"),
         force_mirror_local=dict(type="path"),
@@ -430,30 +436,12 @@ def main():
     argument_spec.update(DOCKER_COMMON_ARGS)
     module = AnsibleModule(
         argument_spec=argument_spec,
-        mutually_exclusive=[("manifest_path", "manifest"), ("data_config", "data_providers")],
+        mutually_exclusive=[("manifest_path", "manifest"), ("data_config", "data_providers"),
+                            ("credential_file", "credentials")],
         required_one_of=[("manifest_path", "manifest")],
         supports_check_mode=True,
     )
-
-    def register_secrets(values):
-        module.no_log_values.update(values)
-
-    timeout_bin = module.get_bin_path("timeout")
-
-    def run_tool(argv):
-        """A GPU tool, bounded to 60 s when coreutils' timeout is there (a wedged driver can hang them)."""
-        try:
-            return module.run_command(([timeout_bin, "60"] if timeout_bin else []) + list(argv),
-                                      handle_exceptions=False)
-        except OSError as exc:
-            return None, "", str(exc)
-
-    try:
-        result = run_models(module.params, module.check_mode, lambda: client_from_module(module), module.warn,
-                            register_secrets, run_tool, progress=module.debug)
-    except MadengineError as exc:
-        module.fail_json(msg=str(exc))
-    module.exit_json(**result)
+    run(module)
 
 
 if __name__ == "__main__":

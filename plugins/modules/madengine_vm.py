@@ -33,19 +33,17 @@ author:
   - ROCm madengine maintainers (@rocm)
 extends_documentation_fragment:
   - rocm.madengine.attributes
+  - rocm.madengine.attributes.ACTION_GROUP
 attributes:
   check_mode:
-    description: Whether C(--check) is honoured, predicting C(changed) without touching the host.
     support: full
     details:
       - Inputs are validated (base image, devices, host capabilities) and nothing is created or removed.
   diff_mode:
-    description: Whether C(--diff) shows what changed or would change.
     support: full
     details:
       - The diff is the domain XML before and after.
   idempotent:
-    description: Whether a second run with the same arguments reports no change.
     support: full
 options:
   name:

@@ -15,7 +15,7 @@ description:
   - The roles of this collection take option dicts (for example C(madengine_run_options) or C(madengine_vm_options))
     and hand them to a module with C(module_defaults), so that every option the module documents can be set without
     a role change.
-  - This action checks such a dict on the controller first, against the module's documented options - unknown
+  - This action checks such a dict on the controller first, against the module's documented options. Unknown
     keys, keys the role sets itself, and values of the wrong type or outside the choices fail the task with a
     message naming the variable, the host and the keys, before anything on the host changes.
   - It also checks O(defaults), the options a role derives from its own variables, and returns RV(paths) - on a
@@ -54,19 +54,18 @@ options:
     type: list
     elements: str
     default: []
+extends_documentation_fragment:
+  - rocm.madengine.attributes
+  - rocm.madengine.attributes.ACTION_PLUGIN
 attributes:
-  action:
-    support: full
-  async:
-    support: none
-  bypass_host_loop:
-    support: none
   check_mode:
     support: full
     details:
       - Nothing is changed in either mode.
   diff_mode:
     support: none
+  idempotent:
+    support: full
   platform:
     platforms: all
 notes:

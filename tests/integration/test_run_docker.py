@@ -13,7 +13,9 @@ import csv
 import json
 import os
 import shutil
+import stat
 import subprocess
+import tempfile
 import time
 import uuid
 
@@ -466,4 +468,51 @@ def test_playbook_per_model_with_credentials_and_data_keeps_secrets_out(built, t
     for secret in (PROBE_SECRET, PROBE_USER):
         for text in written:
             assert secret not in text
+    assert session_containers(api) == []
+
+
+def files_since(root, started, limit=64 << 20):
+    """Regular files under ``root`` modified since ``started`` (small enough to read)."""
+    for dirpath, _dirnames, filenames in os.walk(root):
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode) and st.st_mtime >= started and st.st_size < limit and os.access(path, os.R_OK):
+                yield path
+
+
+def test_credentials_option_reaches_the_container_and_no_output_or_file(built, tmp_path, api):
+    """credential.json's content as data (no file on the node): the model's cred reaches its container, and
+    neither the -vvv output nor any file written meanwhile holds a value (pipelining keeps Ansible's own copy
+    of the module arguments off the disk)."""
+    results_dir = tmp_path / "creds-option"
+    extra_vars = {"manifest_path": built["manifest"], "run_id": PREFIX + "cred", "results_dir": str(results_dir),
+                  "credentials": {"PROBE": {"username": PROBE_USER, "password": PROBE_SECRET}},
+                  "data_config": str(built["mad"] / "data.json"), "sysfs_root": cpu_node(tmp_path),
+                  "models": ["probe"]}
+    started = time.time()
+    rc, _parsed, log = run_playbook(PLAYBOOK, args=("-vvv",), extra_vars=extra_vars,
+                                    env={"ANSIBLE_STDOUT_CALLBACK": "default", "ANSIBLE_PIPELINING": "1",
+                                         "ANSIBLE_INJECT_INVOCATION": "1"})
+    assert rc == 0, log
+    with open(results_dir / "perf.csv", newline="") as handle:
+        (probe,) = list(csv.DictReader(handle))
+    assert probe["model"] == "probe" and probe["status"] == "SUCCESS"
+    assert "user=******** secret=********" in open(probe["log_path"]).read()  # reached the container, masked
+    assert "PROBE_PASSWORD=********" in log
+    written = [p for root in (str(tmp_path), tempfile.gettempdir(), os.path.expanduser("~/.ansible"))
+               for p in files_since(root, started) if p != built["creds"]]
+    assert probe["log_path"] in written and str(results_dir / "perf.csv") in written
+    for secret in (PROBE_SECRET, PROBE_USER):
+        assert secret not in log
+        for path in written:
+            try:
+                with open(path, "rb") as handle:
+                    data = handle.read()
+            except OSError:  # another test's file, gone meanwhile
+                continue
+            assert secret.encode() not in data, "%s holds a credential" % path
     assert session_containers(api) == []
