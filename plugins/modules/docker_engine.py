@@ -93,24 +93,19 @@ options:
     description: Seconds to wait for the engine to answer after a start or a restart.
     type: int
     default: 60
+extends_documentation_fragment:
+  - rocm.madengine.attributes
 attributes:
   check_mode:
-    description: Whether C(--check) is honoured, predicting C(changed) without touching the host.
     support: full
     details:
       - Returns the RV(actions) it would take; nothing is written, started or signalled.
   diff_mode:
-    description: Whether C(--diff) shows what changed or would change.
     support: full
     details:
       - Shows C(daemon.json) before and after.
   idempotent:
-    description: Whether a second run with the same arguments reports no change.
     support: full
-  platform:
-    description: Target OS/families that can be operated against.
-    support: full
-    platforms: posix
 notes:
   - A changed C(daemon.json) is written through a temporary file and a rename, with a backup of the old one next to it.
 seealso:

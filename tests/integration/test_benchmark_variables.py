@@ -29,7 +29,7 @@ NOT_VARIABLES = {"madengine_results", "madengine_summary", "madengine_benchmark"
                  # the group of the VMs vm_benchmark.yml adds to the inventory, and their two host variables
                  "madengine_vms", "madengine_vm_node", "madengine_vm_uuid"}
 FLEET_DOCS = ("quickstart.md", "inventory.md", "migration.md", "awx.md", "large-fleets.md", "results.md", "vm-mode.md")
-NAME = re.compile(r"\bmadengine_[a-z0-9_]+\b")
+NAME = re.compile(r"\bmadengine_[a-z0-9_]+\b(?!\.py)")  # not a file name such as madengine_run_task.py
 
 
 def load(path):
@@ -179,12 +179,21 @@ def test_target_archs_default_to_the_nodes_architectures(tmp_path):
 
 
 def test_bad_settings_are_named_before_anything_runs(tmp_path):
-    rc, out, log = dry_run(tmp_path, {"madengine_tags": "", "madengine_run_id": "bad id!"})
+    rc, out, log = dry_run(tmp_path, {"madengine_tags": "", "madengine_pull_throttle": -1})
     assert rc != 0
     failed = task_results(out, CHECK)["localhost"]
     assert failed["failed"] and failed["msg"].startswith("benchmark.yml needs madengine_mad_root") and \
-        "madengine_tags (the models to run: '')" in failed["msg"] and "madengine_run_id ('bad id!')" in failed["msg"]
+        "madengine_tags (the models to run: '')" in failed["msg"] and "madengine_pull_throttle ('-1')" in failed["msg"]
     assert "Run every model on every GPU node" not in [p["play"]["name"] for p in out["plays"]], log
+
+
+def test_a_bad_run_id_is_named_by_the_build_before_anything_runs(tmp_path):
+    rc, out, log = dry_run(tmp_path, {"madengine_run_id": "bad id!"})
+    assert rc != 0
+    failed = task_results(out, "Build and push the images, write the manifest")["localhost"]
+    assert failed["failed"] and failed["msg"] == "run_id 'bad id!' must be 1-64 letters, digits, '.', '_' or '-'.", log
+    assert "Run every model on every GPU node" not in [p["play"]["name"] for p in out["plays"]], log
+    assert os.listdir(tmp_path) == []
 
 
 def test_an_inventory_without_gpu_nodes_is_named(tmp_path):
@@ -218,16 +227,14 @@ def test_a_bad_choice_is_named_by_the_argument_specs(tmp_path):
     ("[1, 2]", "data_config {path} must hold a JSON object keyed by data name."),
 ])
 def test_a_bad_data_config_is_named(tmp_path, content, message):
-    path = tmp_path / "data.json"
-    path.write_text(content)
     work = tmp_path / "work"
     work.mkdir()
-    rc, out, log = dry_run(work, {"madengine_data_config": str(path)})
+    (work / "data.json").write_text(content)
+    # relative: to the directory ansible-playbook runs in
+    rc, out, log = dry_run(work, {"madengine_data_config": "data.json"})
     assert rc != 0
-    failures = [r["msg"] for name in ("Name the data provider configuration that is not JSON",
-                                      "Check that the data provider configuration is an object")
-                for r in task_results(out, name).values() if r.get("failed")]
-    assert len(failures) == 1 and failures[0].startswith(message.format(path=path)), log
+    failed = task_results(out, "Build and push the images, write the manifest")["localhost"]
+    assert failed["failed"] and failed["msg"].startswith(message.format(path=work / "data.json")), log
 
 
 def test_rerun_without_a_previous_csv_names_it(tmp_path):
