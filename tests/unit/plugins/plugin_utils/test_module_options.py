@@ -1,11 +1,11 @@
-"""The checks of the module_options action plugin, as functions (through ansible-playbook: test_module_options.py
+"""The checks of the module_options action, as functions (the action through ansible-playbook: test_module_options.py
 in tests/integration)."""
 
 from __future__ import annotations
 
 import pytest
 
-from ansible_collections.rocm.madengine.plugins.action.module_options import check, local_paths, spec_from_doc
+from ansible_collections.rocm.madengine.plugins.plugin_utils.module_options import check, local_paths, spec_from_doc
 
 FQCN = "rocm.madengine.example"
 DOCUMENTED = {
