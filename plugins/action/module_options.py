@@ -81,5 +81,5 @@ class ActionModule(ActionBase):
         # a delegated task carries the connection of the host it is delegated to
         connection = self._play_context.connection or task_vars.get("ansible_connection")
         paths = local_paths(documented, merged, os.getcwd()) if connection in LOCAL_CONNECTIONS else {}
-        result.update(changed=False, module=fqcn, keys=sorted(given["options"]), paths=paths)
+        result.update(changed=False, module=fqcn, option_keys=sorted(given["options"]), paths=paths)
         return result

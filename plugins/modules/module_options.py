@@ -110,7 +110,7 @@ module:
   returned: always
   type: str
   sample: rocm.madengine.madengine_vm
-keys:
+option_keys:
   description: The keys of O(options), sorted.
   returned: success
   type: list

@@ -355,3 +355,12 @@ def test_bad_docker_host_is_named(node):
     assert rc != 0
     failed = task_results(parsed, "Check the settings")["localhost"]
     assert "docker_host must be a unix:// or tcp:// URL (got /var/run/docker.sock)" in failed["msg"]
+
+
+def test_a_dockerd_that_exits_at_once_is_named_with_its_log(node):
+    rc, parsed, _log = play(dict(node["vars"], docker_setup_dockerd_args=["--no-such-flag"]))
+    assert rc != 0
+    message = engine(parsed)["msg"]
+    assert message.startswith("dockerd (pid ") and message.index(
+        ") exited before the engine answered at %s; %s/dockerd.log ends: " % (node["host"], node["dir"])), message
+    assert "no-such-flag" in message

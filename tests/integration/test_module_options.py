@@ -101,7 +101,7 @@ def test_a_module_of_another_collection_is_checked_against_its_own_documentation
     rc, out, log = play(tmp_path, module="ansible.builtin.file", options={"mode": "0644", "dest": "x"})
     assert rc == 0, log
     result = task_results(out, CHECK)["node1"]
-    assert result["module"] == "ansible.builtin.file" and result["keys"] == ["dest", "mode"]
+    assert result["module"] == "ansible.builtin.file" and result["option_keys"] == ["dest", "mode"]
     assert result["changed"] is False
     assert result["paths"] == {"dest": str(tmp_path / "x")}  # an alias of the path option 'path'
 
@@ -113,7 +113,7 @@ def test_local_relative_paths_are_made_absolute_against_the_working_directory(tm
     assert rc == 0, log
     result = task_results(out, CHECK)["node1"]
     assert result["paths"] == {"results_dir": str(tmp_path / "results" / "node1"), "output": str(tmp_path / "mine.csv")}
-    assert result["keys"] == ["keep_alive", "output"]
+    assert result["option_keys"] == ["keep_alive", "output"]
 
 
 def test_a_remote_host_keeps_relative_paths_unless_the_task_is_delegated_to_a_local_one(tmp_path):
@@ -134,5 +134,5 @@ def test_option_values_are_never_returned(tmp_path):
                         options={"user_data": {"password": secret}, "boot_timeout": 60})
     assert rc == 0, log
     result = task_results(out, CHECK)["node1"]
-    assert result["keys"] == ["boot_timeout", "user_data"]
+    assert result["option_keys"] == ["boot_timeout", "user_data"]
     assert secret not in json.dumps(result)

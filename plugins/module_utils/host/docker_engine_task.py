@@ -17,8 +17,8 @@ containers survive.
 from __future__ import annotations
 
 import os
+import shlex
 import signal
-import subprocess
 import time
 
 from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError, atomic_write_bytes
@@ -117,7 +117,7 @@ class Engine(object):
         running = self.pid()
         if running is not None:
             # a dockerd of this pid file that is still coming up
-            return self.wait("dockerd %d of %s" % (running, self.params["pidfile"]))
+            return self.wait("dockerd %d of %s" % (running, self.params["pidfile"]), running)
         if os.path.exists(self.params["pidfile"]):
             os.remove(self.params["pidfile"])  # stale: dockerd refuses to start with it
         argv = [self.params["dockerd"], "-H", str(self.plan.endpoint), "--pidfile", self.params["pidfile"]]
@@ -125,27 +125,28 @@ class Engine(object):
             argv += ["--config-file", self.plan.path]
         argv += [str(arg) for arg in self.params["dockerd_args"]]
         log = self.params["dockerd_log"]
-        try:
-            with open(log, "ab") as out:
-                process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                           start_new_session=True, close_fds=True)
-        except OSError as exc:
-            raise MadengineError("Cannot start %s: %s." % (self.params["dockerd"], exc.strerror or exc))
-        self.wait("the dockerd started here (log %s)" % log, process)
+        # detached from the module (its own session, output to the log), so that it outlives the task
+        command = "setsid %s < /dev/null >> %s 2>&1 & echo $!" % (" ".join(shlex.quote(a) for a in argv),
+                                                                  shlex.quote(log))
+        rc, out, err = self.module.run_command(command, use_unsafe_shell=True)
+        if rc != 0 or not out.strip().isdigit():
+            raise MadengineError("Cannot start %s: %s" % (self.params["dockerd"], (err or out).strip()))
+        self.wait("the dockerd started here", int(out.strip()))
 
-    def wait(self, what, process=None):
+    def wait(self, what, pid=None):
         deadline = time.monotonic() + self.params["wait_timeout"]
         reason = ""
         while time.monotonic() < deadline:
             answering, reason = self.api.ping()
             if answering:
                 return
-            if process is not None and process.poll() is not None:
-                raise MadengineError("%s exited with %d before the engine answered at %s: %s"
-                                     % (what, process.returncode, self.plan.endpoint, self.log_tail()))
+            if pid is not None and not os.path.exists("/proc/%d" % pid):
+                raise MadengineError("dockerd (pid %d) exited before the engine answered at %s; %s ends: %s"
+                                     % (pid, self.plan.endpoint, self.params["dockerd_log"], self.log_tail()))
             time.sleep(0.5)
-        raise MadengineError("The Docker engine at %s did not answer within %d s (%s; %s): %s"
-                             % (self.plan.endpoint, self.params["wait_timeout"], what, reason, self.log_tail()))
+        raise MadengineError("The Docker engine at %s did not answer within %d s (%s; %s); %s ends: %s"
+                             % (self.plan.endpoint, self.params["wait_timeout"], what, reason,
+                                self.params["dockerd_log"], self.log_tail()))
 
     def log_tail(self, lines=5):
         try:
