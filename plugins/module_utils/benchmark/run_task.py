@@ -40,6 +40,7 @@ from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.run impor
 )
 from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError
 from ansible_collections.rocm.madengine.plugins.module_utils.host.gpu import detect, rocm_root
+from ansible_collections.rocm.madengine.plugins.module_utils.host.hostfs import HostFs
 
 CSV_NAME = "perf.csv"
 # Context keys that describe one machine: a manifest's values describe the build host, not this node.
@@ -187,8 +188,8 @@ def run_models(params, check_mode, client_factory, warn, register_secrets, runne
     secrets = credentials.secret_values(models)
     register_secrets(credentials.no_log_values(models))
 
-    gpu = detect(params.get("gpu_vendor") or "auto", params.get("sysfs_root") or "/sys", rocm_root(ctx, environ),
-                 runner=runner, find_tool=find_tool)
+    host = HostFs(params.get("host_root") or "/", sys_dir=params.get("sysfs_root"), dev_dir=params.get("dev_root"))
+    gpu = detect(params.get("gpu_vendor") or "auto", host, rocm_root(ctx, environ), runner=runner, find_tool=find_tool)
     manifest_path = params.get("manifest_path")
     results_dir = params.get("results_dir") or (os.path.dirname(os.path.abspath(manifest_path)) if manifest_path
                                                 else os.getcwd())
@@ -197,7 +198,7 @@ def run_models(params, check_mode, client_factory, warn, register_secrets, runne
         run_id=run_id, results_dir=os.path.abspath(results_dir), timeout=timeout, pull=params.get("pull"),
         keep_alive=params.get("keep_alive"), skip_model_run=params.get("skip_model_run"),
         disable_skip_gpu_arch=params.get("disable_skip_gpu_arch"), node_name=params.get("node_name"),
-        deployment_type=params.get("deployment_type"), vm_id=params.get("vm_id"), dev_root=params.get("dev_root"),
+        deployment_type=params.get("deployment_type"), vm_id=params.get("vm_id"), dev_root=host.path("dev"),
         mad_root=mad_root, force_mirror_local=params.get("force_mirror_local"), environ=environ)
     planner = Planner(ctx, gpu, settings, credentials, providers, data_source, group_ids=group_ids)
     runs = [planner.plan(run) for run in planner.fit(runs)]
