@@ -34,7 +34,9 @@ options:
   checks:
     description:
       - The checks to run, by name; the checks they depend on run too (for example C(hypervisor_features) needs
-        C(libvirt_reachable), the GPU checks need C(gpus_usable)). Empty runs all of them.
+        C(libvirt_reachable), the GPU checks need C(gpus_usable)).
+      - Empty runs all of them, or with O(mode=none) those a VM without passthrough needs (C(libvirt_reachable),
+        C(vm_tools), C(base_image), C(memory_available), C(disk_space), C(libvirt_network)).
     type: list
     elements: str
     choices: [cpu_virtualization, kvm_usable, iommu_enabled, iommu_cmdline, interrupt_remapping, vfio_available,
@@ -43,9 +45,11 @@ options:
               host_driver_ownership, lsm_image_labels]
     default: []
   mode:
-    description: The passthrough mode to check for (as O(rocm.madengine.gpu_passthrough#module:mode)).
+    description:
+      - The passthrough mode to check for (as O(rocm.madengine.gpu_passthrough#module:mode)), or V(none) for VMs
+        without GPU passthrough.
     type: str
-    choices: [vfio, sriov, vgpu]
+    choices: [vfio, sriov, vgpu, none]
     default: vfio
   gpu_ids:
     description: GPU PCI addresses to check; empty means every AMD or NVIDIA GPU except the boot VGA.
@@ -251,7 +255,7 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             checks=dict(type="list", elements="str", choices=check_names(), default=[]),
-            mode=dict(type="str", choices=["vfio", "sriov", "vgpu"], default="vfio"),
+            mode=dict(type="str", choices=["vfio", "sriov", "vgpu", "none"], default="vfio"),
             gpu_ids=dict(type="list", elements="str", default=[]),
             gpu_vendor=dict(type="str", choices=GPU_VENDOR_CHOICES, default="auto"),
             include_functions=dict(type="bool", default=True),

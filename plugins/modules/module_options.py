@@ -14,7 +14,7 @@ version_added: 0.2.0
 description:
   - The roles of this collection take option dicts (for example C(madengine_vm_options)) and hand them to
     a module with C(module_defaults), so that every option the module documents can be set without a role change.
-  - This action checks such a dict on the controller first, against the module's documented options: unknown
+  - This action checks such a dict on the controller first, against the module's documented options. Unknown
     keys, keys the role sets itself, and values of the wrong type or outside the choices fail the task with a
     message naming the variable, the host and the keys, before anything on the host changes.
   - It never contacts the host.

@@ -38,32 +38,43 @@ from ansible_collections.rocm.madengine.plugins.module_utils.host.sizes import G
 
 QEMU_USERS = ("libvirt-qemu", "qemu")
 LIBVIRT_IMAGES = "/var/lib/libvirt/images"
-MODES = ("vfio", "sriov", "vgpu")
+# Passthrough modes; "none" is a VM without passthrough, which needs only the checks marked plain_vm.
+MODES = ("vfio", "sriov", "vgpu", "none")
 
 
 class Check(object):
-    __slots__ = ("number", "name", "func", "needs")
+    __slots__ = ("number", "name", "func", "needs", "plain_vm")
 
-    def __init__(self, number, name, func, needs):
+    def __init__(self, number, name, func, needs, plain_vm):
         self.number = number
         self.name = name
         self.func = func
         self.needs = tuple(needs)
+        self.plain_vm = plain_vm
 
 
 CHECKS = []   # in display order
 
 
-def check(name, needs=()):
-    """Register the decorated function as check ``name``, after the ones registered before it."""
+def check(name, needs=(), plain_vm=False):
+    """Register the decorated function as check ``name``, after the ones registered before it.
+
+    ``needs``: the checks whose results it reads or whose input it shares; ``plain_vm``: a VM without GPU
+    passthrough needs it too.
+    """
     def register(func):
-        CHECKS.append(Check(len(CHECKS) + 1, name, func, needs))
+        CHECKS.append(Check(len(CHECKS) + 1, name, func, needs, plain_vm))
         return func
     return register
 
 
 def check_names():
     return [c.name for c in CHECKS]
+
+
+def default_checks(mode):
+    """The checks that run when none are named: all of them, or for mode none those a plain VM needs."""
+    return [c.name for c in CHECKS if c.plain_vm or mode != "none"]
 
 
 def result(status, detail, fix=None, reboot=False):
@@ -137,9 +148,9 @@ class HostChecks(object):
         return [c for c in CHECKS if c.name in wanted]
 
     def run(self, names=None):
-        """Run the checks ``names`` (all when empty) and what they need; returns their results in order."""
+        """Run the checks ``names`` (by default those of the mode) and what they need; their results in order."""
         out = []
-        for entry in self.resolve(names):
+        for entry in self.resolve(names or default_checks(self.mode)):
             outcome = dict(entry.func(self))
             self.results[entry.name] = outcome
             out.append(dict(id=entry.number, name=entry.name, **outcome))
@@ -348,7 +359,7 @@ def vfio_available(c):
                   "kernel, and boot it.", reboot=True)
 
 
-@check("libvirt_reachable")
+@check("libvirt_reachable", plain_vm=True)
 def libvirt_reachable(c):
     if not c.which("virsh"):
         return result("fail", "virsh is not installed, so libvirt cannot be reached.",
@@ -392,7 +403,7 @@ def hypervisor_features(c):
     return result("pass", "KVM q35 guests support VFIO host devices, EFI and host-passthrough.")
 
 
-@check("vm_tools")
+@check("vm_tools", plain_vm=True)
 def vm_tools(c):
     missing = [t for t in ("qemu-img", "qemu-system-x86_64", "virsh") if not c.which(t)]
     if not any(c.which(t) for t in ("genisoimage", "cloud-localds", "xorriso", "mkisofs")):
@@ -405,7 +416,7 @@ def vm_tools(c):
     return result("pass", "qemu-img, qemu-system-x86_64, virsh, an ISO tool and OVMF are installed.")
 
 
-@check("base_image")
+@check("base_image", plain_vm=True)
 def base_image(c):
     """The base image exists, qemu-img reads it as qcow2, and its virtual size fits in the VM's disk."""
     if not c.base_image:
@@ -443,7 +454,7 @@ def base_image(c):
     return result("pass", "Base image %s is qcow2, %s virtual." % (shown, gib(size)))
 
 
-@check("memory_available")
+@check("memory_available", plain_vm=True)
 def memory_available(c):
     available = c.host.meminfo("MemAvailable")
     if available is None:
@@ -461,7 +472,7 @@ def memory_available(c):
     return result("pass", "%d MiB available for a %d MiB VM." % (available // 1024, need))
 
 
-@check("disk_space")
+@check("disk_space", plain_vm=True)
 def disk_space(c):
     path = c.image_dir
     while not os.path.isdir(path) and path != os.path.dirname(path):
@@ -476,7 +487,7 @@ def disk_space(c):
     return result("pass", "%.1f GiB free for %s." % (free / GIB, shown))
 
 
-@check("libvirt_network", needs=("libvirt_reachable",))
+@check("libvirt_network", needs=("libvirt_reachable",), plain_vm=True)
 def libvirt_network(c):
     if c.network_type != "network":
         return result("skip", "The VM uses %s, not a libvirt network." % (
@@ -501,6 +512,8 @@ def libvirt_network(c):
 
 @check("iommu_groups_viable", needs=("gpus_usable",))
 def iommu_groups_viable(c):
+    if c.mode == "none":
+        return result("skip", "No GPU is passed through (mode none).")
     if c.mode != "vfio":
         return result("skip", "Mode %s passes VFs or mediated devices; they get their own groups." % c.mode)
     if not c.gpus:

@@ -405,3 +405,13 @@ def test_what_apply_mode_should_configure(host):
     host.write("proc/cpuinfo", "vendor_id\t: AuthenticAMD\nflags\t\t: svm\n")
     hc = HostChecks(HostFs(host.root), run=host.run, which=host.which, mode="vfio")
     assert hc.kernel_args() == ["iommu=pt"] and hc.blacklist() == []
+
+
+def test_a_vm_without_passthrough_needs_six_checks(host):
+    host.tools.discard("qemu-system-x86_64")
+    _by_name, checks = host.check(mode="none")
+    assert [(c["id"], c["name"], c["status"]) for c in checks] == [
+        (7, "libvirt_reachable", "pass"), (9, "vm_tools", "fail"), (10, "base_image", "pass"),
+        (11, "memory_available", "pass"), (12, "disk_space", "pass"), (13, "libvirt_network", "pass")]
+    by_name, _checks = host.check(["iommu_groups_viable"], mode="none")
+    assert by_name["iommu_groups_viable"]["detail"] == "No GPU is passed through (mode none)."
