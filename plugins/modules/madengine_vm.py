@@ -497,7 +497,7 @@ def main():
             memory=dict(type="str", default="4G"),
             disk_size=dict(type="str"),
             hostdevs=dict(type="list", elements="raw", default=[]),
-            passthrough=dict(type="dict", default={}),
+            passthrough=dict(type="dict", default={}, no_log=False),
             managed=dict(type="bool", default=False),
             mdevs=dict(type="list", elements="str", default=[]),
             ssh_user=dict(type="str", default="root"),

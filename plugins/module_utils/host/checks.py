@@ -481,9 +481,8 @@ def disk_space(c):
     free = stats.f_bavail * stats.f_frsize
     shown = c.shown(c.image_dir)
     if free < c.disk_size:
-        return result("fail", "%.1f GiB free for %s, the VM disk can grow to %s." % (
-            free / GIB, shown, gib(c.disk_size)),
-                      "Free space there or use another image_dir.")
+        detail = "%.1f GiB free for %s, the VM disk can grow to %s." % (free / GIB, shown, gib(c.disk_size))
+        return result("fail", detail, "Free space there or use another image_dir.")
     return result("pass", "%.1f GiB free for %s." % (free / GIB, shown))
 
 

@@ -133,9 +133,9 @@ def inventory_host(params, uuid, ip):
     given = params.get("inventory") or {}
     ssh_args = SSH_ARGS
     if given.get("jump_host") and given.get("node_connection") not in LOCAL_CONNECTIONS:
-        ssh_args += " -o ProxyJump=%s%s%s" % ("%s@" % given["jump_user"] if given.get("jump_user") else "",
-                                             given["jump_host"],
-                                             ":%d" % given["jump_port"] if given.get("jump_port") else "")
+        user = "%s@" % given["jump_user"] if given.get("jump_user") else ""
+        port = ":%d" % given["jump_port"] if given.get("jump_port") else ""
+        ssh_args += " -o ProxyJump=%s%s%s" % (user, given["jump_host"], port)
     host_vars = dict(ansible_host=ip or "", ansible_user=params["ssh_user"],
                      ansible_become=params["ssh_user"] != "root", ansible_ssh_common_args=ssh_args,
                      madengine_docker_host=given.get("docker_host") or "unix:///var/run/docker.sock",

@@ -290,8 +290,8 @@ def test_group_viability(host):
 
 
 def test_gpu_checks(host):
-    assert _fails(host, "gpus_usable", gpu_ids=["zz"])["detail"] == ("'zz' is not a PCI address: expected DDDD:BB:DD.F "
-                                                              "(0000:83:00.0) or BB:DD.F (83:00.0).")
+    assert _fails(host, "gpus_usable", gpu_ids=["zz"])["detail"] == (
+        "'zz' is not a PCI address: expected DDDD:BB:DD.F (0000:83:00.0) or BB:DD.F (83:00.0).")
     assert _fails(host, "gpus_usable", gpu_vendor="NVIDIA")["detail"] == (
         "No GPU found: no NVIDIA PCI function with class 0x03xxxx or 0x12xxxx.")
     os.unlink(os.path.join(host.kernel.devdir(GPU), "reset"))
@@ -311,8 +311,8 @@ def test_sriov_readiness_and_amdgpu_ownership(host):
     by_name, _checks = host.check(mode="sriov")
     assert by_name["host_driver_ownership"]["detail"].endswith(
         "(amdgpu is blacklisted in modprobe.d: reboot to apply).")
-    assert by_name["sriov_ready"]["detail"] == ("SR-IOV is not ready: the AMD GIM driver (gim) is not installed for "
-                                          "0000:83:00.0.")
+    assert by_name["sriov_ready"]["detail"] == (
+        "SR-IOV is not ready: the AMD GIM driver (gim) is not installed for 0000:83:00.0.")
 
 
 def test_vgpu_readiness(host):
