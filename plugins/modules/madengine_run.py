@@ -155,16 +155,24 @@ options:
       - Run models even when their C(skip_gpu_arch) lists the node's GPU architecture.
     type: bool
     default: false
+  host_root:
+    description:
+      - The root of the node's filesystem. GPU detection reads C(sys/devices/virtual/kfd), C(sys/bus/pci/devices)
+        and C(sys/module) under it, the ROCm version under C(<host_root>/opt/rocm) (or the context's
+        C(MAD_ROCM_PATH)), and looks for C(amd-smi), C(rocm-smi) and C(nvidia-smi) in C(<host_root>/usr/bin) and
+        C(<host_root>/opt/rocm/bin) before C(PATH) when it is not V(/). The device nodes given to containers
+        (C(kfd), C(dri/renderD*)) are those under C(<host_root>/dev); containers always see them under C(/dev).
+    type: path
+    default: /
   sysfs_root:
     description:
-      - Where sysfs is mounted; GPU detection reads C(devices/virtual/kfd), C(bus/pci/devices) and C(module) below it.
+      - Deprecated, use O(host_root). Where sysfs is mounted (it meant C(/sys)); wins over C(<host_root>/sys).
     type: path
-    default: /sys
   dev_root:
     description:
-      - Where the node's device nodes are (C(kfd), C(dri/renderD*)); containers always see them under C(/dev).
+      - Deprecated, use O(host_root). Where the node's device nodes are (it meant C(/dev)); wins over
+        C(<host_root>/dev).
     type: path
-    default: /dev
   credential_file:
     description:
       - madengine C(credential.json). The entry named by a model's C(cred) becomes environment variables
@@ -421,8 +429,9 @@ def main():
         skip_model_run=dict(type="bool", default=False),
         pull_only=dict(type="bool", default=False),
         disable_skip_gpu_arch=dict(type="bool", default=False),
-        sysfs_root=dict(type="path", default="/sys"),
-        dev_root=dict(type="path", default="/dev"),
+        host_root=dict(type="path", default="/"),
+        sysfs_root=dict(type="path", removed_in_version="1.0.0", removed_from_collection="rocm.madengine"),
+        dev_root=dict(type="path", removed_in_version="1.0.0", removed_from_collection="rocm.madengine"),
         credential_file=dict(type="path"),
         credentials=dict(type="dict", no_log=True),
         data_config=dict(type="path"),

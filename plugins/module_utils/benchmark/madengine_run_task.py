@@ -42,6 +42,7 @@ from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.run_plan 
 )
 from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError, absolute_paths, mask_only
 from ansible_collections.rocm.madengine.plugins.module_utils.host.gpu import detect, rocm_root
+from ansible_collections.rocm.madengine.plugins.module_utils.host.hostfs import HostFs
 
 CSV_NAME = "perf.csv"
 # Context keys that describe one machine: a manifest's values describe the build host, not this node.
@@ -191,7 +192,8 @@ class RunTask(object):
         self.secrets = credentials.secret_values(models)
         mask_only(self.module, "credentials", credentials.no_log_values(models))
 
-        gpu = self.detect_gpus(ctx)
+        host = HostFs(params.get("host_root") or "/", sys_dir=params.get("sysfs_root"), dev_dir=params.get("dev_root"))
+        gpu = self.detect_gpus(ctx, host)
         manifest_path = params.get("manifest_path")
         results_dir = params.get("results_dir") or (os.path.dirname(manifest_path) if manifest_path
                                                     else os.getcwd())
@@ -200,7 +202,7 @@ class RunTask(object):
             run_id=run_id, results_dir=results_dir, timeout=timeout, pull=params.get("pull"),
             keep_alive=params.get("keep_alive"), skip_model_run=params.get("skip_model_run"),
             disable_skip_gpu_arch=params.get("disable_skip_gpu_arch"), node_name=params.get("node_name"),
-            deployment_type=params.get("deployment_type"), vm_id=params.get("vm_id"), dev_root=params.get("dev_root"),
+            deployment_type=params.get("deployment_type"), vm_id=params.get("vm_id"), dev_root=host.path("dev"),
             mad_root=mad_root, force_mirror_local=params.get("force_mirror_local"), environ=self.environ)
         planner = Planner(ctx, gpu, settings, credentials, providers, data_source)
         runs = [planner.plan(r) for r in planner.fit(runs)]
@@ -254,9 +256,9 @@ class RunTask(object):
             return providers, "data_config %s" % data_config
         return providers, "the context's data" if ctx.get("data") else None
 
-    def detect_gpus(self, ctx):
-        return detect(self.params.get("gpu_vendor") or "auto", self.params.get("sysfs_root") or "/sys",
-                      rocm_root(ctx, self.environ), runner=tool_runner(self.module))
+    def detect_gpus(self, ctx, host):
+        return detect(self.params.get("gpu_vendor") or "auto", host, rocm_root(ctx, self.environ),
+                      runner=tool_runner(self.module))
 
     def client(self, runs):
         """A Docker client when some model runs a container (None otherwise: no engine needed)."""
