@@ -1,8 +1,9 @@
 """The docker_setup role through ansible-playbook, from the installed collection, on real engines.
 
-Engine tests start a second dockerd of their own (own socket, data root, pid file and daemon.json, the
-way a GPU node without systemd gets one), so the machine's shared engine is never reloaded or
-restarted. Everything a test starts is stopped by its pid, and removed, when the test ends.
+Engine tests start a second dockerd of their own (own socket, data root, pid file, daemon.json and a bridge
+of its own, the way a GPU node without systemd gets one), so the machine's shared engine is never reloaded or
+restarted, and its docker0 never touched (a daemon with ``--bridge=none`` in this network namespace would
+delete it). Everything a test starts is stopped by its pid, and removed, when the test ends.
 """
 
 from __future__ import annotations
@@ -55,11 +56,19 @@ def read_pid(pidfile):
         return int(handle.read().strip())
 
 
+def link_exists(name):
+    return subprocess.run(["ip", "link", "show", name], capture_output=True, check=False).returncode == 0
+
+
 @pytest.fixture
 def node(tmp_path):
-    """A directory for one node's own engine; whatever the role starts there is stopped afterwards."""
-    base = "/run/mdt-%s" % uuid.uuid4().hex[:8]  # short: unix socket paths are limited to 107 bytes
+    """A directory and a bridge for one node's own engine; whatever the role starts there is stopped afterwards."""
+    unique = uuid.uuid4().hex[:8]
+    base = "/run/mdt-%s" % unique  # short: unix socket paths are limited to 107 bytes
+    bridge = "mdtb%s" % unique  # an interface name: at most 15 characters
     os.makedirs(base)
+    docker0 = link_exists("docker0")
+    subprocess.run(["ip", "link", "add", bridge, "type", "bridge"], check=True, capture_output=True)
     info = {
         "dir": base,
         "host": "unix://%s/docker.sock" % base,
@@ -69,7 +78,7 @@ def node(tmp_path):
             "docker_setup_daemon_json": base + "/daemon.json",
             "docker_setup_dockerd_log": base + "/dockerd.log",
             "docker_setup_dockerd_args": ["--data-root", base + "/data", "--exec-root", base + "/exec",
-                                          "--bridge=none", "--iptables=false", "--ip-masq=false",
+                                          "--bridge=" + bridge, "--iptables=false", "--ip-masq=false",
                                           "--ip-forward=false"],
             "docker_setup_install_engine": False,
             "docker_setup_gpu_vendor": "NONE",
@@ -89,6 +98,9 @@ def node(tmp_path):
     for mount in sorted(mounts, reverse=True):
         subprocess.run(["umount", "-l", mount], check=False)
     shutil.rmtree(base, ignore_errors=True)
+    subprocess.run(["ip", "link", "del", bridge], check=False, capture_output=True)
+    assert link_exists("docker0") == docker0, "the main engine's docker0 changed"
+    assert not link_exists(bridge)
 
 
 def play(extra, check=False):
