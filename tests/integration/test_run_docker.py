@@ -13,7 +13,6 @@ import csv
 import json
 import os
 import shutil
-import stat
 import subprocess
 import tempfile
 import time
@@ -25,6 +24,7 @@ from conftest import REGISTRY, SAMPLE_MAD, run_module, run_playbook
 from docker_helpers import delete_repositories, remove_labelled_images
 from fake_gpu_sysfs import FakeGpuSysfs, fake_amd_smi, fake_devices, fake_nvidia_smi
 from node_engines import node_engines
+from secret_scan import files_holding, files_since
 
 from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.rows import COLUMNS, MADENGINE_COLUMNS
 from ansible_collections.rocm.madengine.plugins.modules import madengine_build, madengine_run
@@ -458,19 +458,6 @@ def test_playbook_per_model_with_credentials_and_data_keeps_secrets_out(built, t
     assert session_containers(api) == []
 
 
-def files_since(root, started, limit=64 << 20):
-    """Regular files under ``root`` modified since ``started`` (small enough to read)."""
-    for dirpath, _dirnames, filenames in os.walk(root):
-        for name in filenames:
-            path = os.path.join(dirpath, name)
-            try:
-                st = os.lstat(path)
-            except OSError:
-                continue
-            if stat.S_ISREG(st.st_mode) and st.st_mtime >= started and st.st_size < limit and os.access(path, os.R_OK):
-                yield path
-
-
 def test_credentials_option_reaches_the_container_and_no_output_or_file(built, tmp_path, api):
     """credential.json's content as data (no file on the node): the model's cred reaches its container, and
     neither the -vvv output nor any file written meanwhile holds a value (pipelining keeps Ansible's own copy
@@ -493,13 +480,6 @@ def test_credentials_option_reaches_the_container_and_no_output_or_file(built, t
     written = [p for root in (str(tmp_path), tempfile.gettempdir(), os.path.expanduser("~/.ansible"))
                for p in files_since(root, started) if p != built["creds"]]
     assert probe["log_path"] in written and str(results_dir / "perf.csv") in written
-    for secret in (PROBE_SECRET, PROBE_USER):
-        assert secret not in log
-        for path in written:
-            try:
-                with open(path, "rb") as handle:
-                    data = handle.read()
-            except OSError:  # another test's file, gone meanwhile
-                continue
-            assert secret.encode() not in data, "%s holds a credential" % path
+    assert PROBE_SECRET not in log and PROBE_USER not in log
+    assert files_holding((PROBE_SECRET, PROBE_USER), written) == []
     assert session_containers(api) == []
