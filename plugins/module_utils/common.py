@@ -138,14 +138,15 @@ def mask_only(module, option, secrets):
 
     Ansible masks every value of a ``no_log`` dict wherever it appears in the results, user names and
     repository names included, which would garble image names, paths and messages.  The option itself
-    is replaced by Ansible's placeholder (so it does not show in ``invocation``); its secret values stay
+    is replaced by Ansible's placeholder (so it does not show in ``invocation``); ``secrets`` stay
     masked, as do the values of every other ``no_log`` option.
     """
     value = module.params.get(option)
-    if value is not None:
-        module.no_log_values.difference_update(leaf_values(value))
-        for name, spec in module.argument_spec.items():
-            if spec.get("no_log") and name != option:
-                module.no_log_values.update(leaf_values(module.params.get(name)))
-        module.params[option] = NO_LOG_PLACEHOLDER
+    if value is None:
+        return
+    module.no_log_values.difference_update(leaf_values(value))
+    for name, spec in module.argument_spec.items():
+        if spec.get("no_log") and name != option:
+            module.no_log_values.update(leaf_values(module.params.get(name)))
     module.no_log_values.update(v for v in secrets if v)
+    module.params[option] = NO_LOG_PLACEHOLDER

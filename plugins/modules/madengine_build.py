@@ -224,6 +224,19 @@ EXAMPLES = r"""
     registry: registry.example.com:5000/mad
     credential_file: /srv/secrets/credential.json
 
+- name: Build for a benchmark run with credentials from a vault (nothing is written to disk for them)
+  rocm.madengine.madengine_build:
+    mad_root: /srv/MAD
+    tags: [pyt]
+    registry: registry.example.com:5000
+    credentials: "{{ vault_madengine_credentials }}"
+    run_id: nightly-2026-11-22
+  register: build
+
+- name: Show the models the nodes run and the data providers they need
+  ansible.builtin.debug:
+    msg: "run {{ build.run_id }}: {{ build.models }} with {{ build.data_providers }}"
+
 - name: Rebuild everything from scratch and keep going past failures
   rocm.madengine.madengine_build:
     mad_root: /srv/MAD

@@ -249,17 +249,24 @@ EXAMPLES = r"""
   ansible.builtin.debug:
     var: run.summary
 
-- name: One call per model, so the play shows progress model by model
+- name: One call per model of a registered build, so the play shows progress model by model
   rocm.madengine.madengine_run:
     manifest: "{{ build.manifest }}"
     tags: ["{{ item }}"]
-    run_id: "{{ madengine_run_id }}"
+    run_id: "{{ build.run_id }}"
     results_dir: /srv/results
     node_name: "{{ inventory_hostname }}"
     gpu_vendor: AMD
     timeout: 3600
-  loop: "{{ build.manifest.built_models.values() | map(attribute='name') | unique }}"
+  loop: "{{ build.models }}"
   register: per_model
+
+- name: Credentials from a vault, so the node needs no credential file
+  rocm.madengine.madengine_run:
+    manifest: "{{ build.manifest }}"
+    credentials: "{{ vault_madengine_credentials }}"
+    data_providers: "{{ build.data_providers }}"
+    results_dir: /srv/results
 
 - name: Pull the images first, at most 8 nodes at a time
   rocm.madengine.madengine_run:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import stat
 import subprocess
 import tempfile
 import time
@@ -25,6 +24,7 @@ from build_tree import ctx_tree, dockerfile, write
 from catalogue_builder import model
 from conftest import REGISTRY, SAMPLE_MAD, run_module, run_playbook
 from docker_helpers import delete_repositories, free_port, registry_image, registry_request, remove_labelled_images
+from secret_scan import files_holding, files_since
 
 from ansible_collections.rocm.madengine.plugins.modules import madengine_build
 
@@ -445,29 +445,9 @@ def test_credentials_option_pushes_and_reaches_no_output_or_file(api, module_run
     written = [path for root in (str(tmp_path), tempfile.gettempdir()) for path in files_since(root, started)
                if not path.startswith(auth_registry.root + os.sep)]
     assert str(out / "build_manifest.json") in written and entry["log_file"] in written
-    text = json.dumps(result)
-    for secret in (auth_registry.password, model_user, model_token):
-        assert secret not in text
-        for path in written:
-            try:
-                with open(path, "rb") as handle:
-                    data = handle.read()
-            except OSError:  # another test's file, gone meanwhile
-                continue
-            assert secret.encode() not in data, "%s holds a credential" % path
-
-
-def files_since(root, started, limit=64 << 20):
-    """Regular files under ``root`` modified since ``started`` (small enough to read)."""
-    for dirpath, _dirnames, filenames in os.walk(root):
-        for name in filenames:
-            path = os.path.join(dirpath, name)
-            try:
-                st = os.lstat(path)
-            except OSError:
-                continue
-            if stat.S_ISREG(st.st_mode) and st.st_mtime >= started and st.st_size < limit and os.access(path, os.R_OK):
-                yield path
+    secrets = (auth_registry.password, model_user, model_token)
+    assert [secret for secret in secrets if secret in json.dumps(result)] == []
+    assert files_holding(secrets, written) == []
 
 
 def test_target_archs(api, module_runner, tmp_path):

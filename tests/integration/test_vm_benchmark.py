@@ -543,3 +543,46 @@ def test_passthrough_hands_the_gpus_to_the_vm_and_a_tree_that_refuses_writes_is_
     holder = os.path.join(trees[held].root, "proc", "4242") + os.sep
     assert tree_state(trees[held].root) == dict((p, v) for p, v in before[held].items() if not p.startswith(holder))
     assert files(dirs) == []
+
+
+# ---- a new module option needs no role change -------------------------------------------------------
+
+def test_a_new_option_of_gpu_passthrough_reaches_it_from_the_option_dict_without_a_role_change(tmp_path):
+    """A copy of the collection whose gpu_passthrough has one more option (it only warns with its value): the
+    vm_cleanup entry point hands madengine_vm_passthrough_options to it unchanged, roles untouched. The same
+    variable against the collection as shipped is refused, naming the key, before the node is touched."""
+    copy = tmp_path / "cols" / "ansible_collections" / "rocm" / "madengine"
+    shutil.copytree(COLLECTION_DIR, copy, ignore=shutil.ignore_patterns(".git", "tests", "__pycache__", "benchmarks"))
+    module = copy / "plugins" / "modules" / "gpu_passthrough.py"
+    text = module.read_text()
+    text = text.replace("options:\n  state:\n", "options:\n  note:\n    description: A note the module repeats as a "
+                        "warning.\n    type: str\n  state:\n", 1)
+    text = text.replace("        argument_spec=dict(\n",
+                        "        argument_spec=dict(\n            note=dict(type='str'),\n", 1)
+    text = text.replace("    run(module)\n", "    if module.params['note']:\n        module.warn('note: ' + "
+                        "module.params['note'])\n    run(module)\n", 1)
+    module.write_text(text)
+    kernel = FakeKernel(str(tmp_path / "host"))
+    dirs = make_dirs(tmp_path)
+    playbook = tmp_path / "cleanup.yml"
+    playbook.write_text(
+        "---\n- name: Remove what VM runs left\n  hosts: all\n  gather_facts: false\n  tasks:\n"
+        "    - name: Remove the VM and give the GPUs back\n      ansible.builtin.import_role:\n"
+        "        name: rocm.madengine.madengine\n        tasks_from: vm_cleanup\n")
+    extra = {"madengine_vm_uri": private_uri(tmp_path), "madengine_vm_passthrough": "vfio",
+             "madengine_vm_options": {"image_dir": str(dirs["images"]), "state_dir": str(dirs["state"]),
+                                      "log_dir": str(dirs["logs"])},
+             "madengine_vm_passthrough_options": {"note": "reached", "host_root": kernel.root,
+                                                  "state_dir": str(tmp_path / "pt")}}
+    paths = os.pathsep.join([str(tmp_path / "cols"), os.environ.get("MADCI_DEPS", "/opt/madci/collections")])
+    rc, out, log = run_playbook(str(playbook), inventory="node1,", extra_vars=dict(extra, ansible_connection="local"),
+                                env={"ANSIBLE_COLLECTIONS_PATH": paths})
+    assert rc == 0, log
+    given_back = task_results(out, "Give the GPUs back to their drivers (gpu_passthrough absent)")["node1"]
+    assert "note: reached" in given_back["warnings"] and given_back["leftovers"] == []
+    assert (tmp_path / "pt").exists() is False  # nothing was recorded, so nothing was restored
+    # the collection as shipped has no such option: the module refuses the key before it touches the node
+    rc, out, log = run_playbook(str(playbook), inventory="node1,", extra_vars=dict(extra, ansible_connection="local"))
+    assert rc != 0, log
+    left = task_results(out, "Check that nothing of the VM is left")["node1"]["msg"]
+    assert "Unsupported parameters for (rocm.madengine.gpu_passthrough) module: note." in left, left

@@ -245,7 +245,7 @@ def test_module_shape_names_what_a_module_does_itself(tmp_path):
         "def main():\n    module = AnsibleModule(argument_spec={})\n    try:\n        run(module)\n"
         "    except ValueError:\n        module.fail_json(msg='x')\n" % UTILS))
     assert module_shape_problems(str(path), "thing") == [
-        "defines helper", "main() holds a Try (line 11)",
+        "defines helper", "main() holds a Try (line 12)",
         "main() does not end by handing the AnsibleModule to run(module)"]
     write(path, "def main():\n    run(module)\n")
     assert module_shape_problems(str(path), "thing") == [

@@ -24,13 +24,33 @@ from __future__ import annotations
 
 import os
 
-from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError, load_json_file
+from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError, leaf_values, load_json_file
 
 DOCKERHUB_NAMES = ("", "docker.io", "dockerhub", "index.docker.io", "registry-1.docker.io")
 DOCKERHUB_ENV = (("MAD_DOCKERHUB_USER", "username"), ("MAD_DOCKERHUB_PASSWORD", "password"),
                  ("MAD_DOCKERHUB_REPO", "repository"))
 MAD_SECRETS_MARKER = "MAD_SECRETS"
 _SECRET_FIELD_MARKERS = ("PASSWORD", "TOKEN", "SECRET", "KEY")
+# Fields that name an account or a place, not a secret: masked wherever they appear, they would garble results.
+PUBLIC_FIELDS = ("username", "user", "repository", "repo")
+
+
+def document_secrets(document):
+    """The values of a credential.json document that results must never show: all but PUBLIC_FIELDS."""
+    values = []
+
+    def walk(value, field):
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, str(key).lower())
+        elif isinstance(value, list):
+            for item in value:
+                walk(item, field)
+        elif field not in PUBLIC_FIELDS:
+            values.extend(leaf_values(value))
+
+    walk(document or {}, None)
+    return values
 
 
 def registry_key(registry):

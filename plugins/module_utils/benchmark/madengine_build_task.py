@@ -33,7 +33,10 @@ from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.context i
     load_context,
     normalise_context,
 )
-from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.credentials import Credentials
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.credentials import (
+    Credentials,
+    document_secrets,
+)
 from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.data import load_data_config
 from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.discovery import (
     _check_types,
@@ -62,8 +65,10 @@ DATA_NAME = "data.json"
 def run(module):
     """The whole module after AnsibleModule: exit_json or fail_json."""
     absolute_paths(module)
+    credentials = module.params.get("credentials")
+    mask_only(module, "credentials", document_secrets(credentials))
     try:
-        result = BuildTask(module).run()
+        result = BuildTask(module, credentials).run()
     except MadengineError as exc:
         module.fail_json(msg=str(exc))
     failures = result["failures"]
@@ -136,8 +141,9 @@ def outcome_failures(outcomes):
 class BuildTask(object):
     """One madengine_build call."""
 
-    def __init__(self, module):
+    def __init__(self, module, credentials=None):
         self.module = module
+        self.credentials = credentials  # the credentials option (module.params holds a placeholder now)
         self.params = module.params
         self.check_mode = module.check_mode
         self.warn = module.warn
@@ -153,11 +159,11 @@ class BuildTask(object):
         ctx, source = load_context(params.get("additional_context"), params.get("additional_context_file"))
         ctx = normalise_context(ctx, source)
         providers = data_providers(params.get("data_config"), mad_root)
-        credentials = Credentials.load(params.get("credential_file"), document=params.get("credentials"))
-        selected = self.select(mad_root)
+        credentials = Credentials.load(params.get("credential_file"), document=self.credentials)
+        selected = self.selected_models(mad_root)
         extra = [params.get("registry_password")]
         self.secrets = credentials.secret_values(selected, extra=extra)
-        mask_only(self.module, "credentials", credentials.no_log_values(selected, extra=extra))
+        self.module.no_log_values.update(credentials.no_log_values(selected, extra=extra))
 
         manifest_path, log_dir = self.locations(mad_root)
         planner = Planner(mad_root, ctx, filter_context(ctx, detect_build_context(mad_root)), credentials,
@@ -187,7 +193,7 @@ class BuildTask(object):
             "run_id": run_id, "selected": selected, "models": image_models(manifest, selected),
             "data_providers": providers})
 
-    def select(self, mad_root):
+    def selected_models(self, mad_root):
         """The models to build: the ``models`` option, or what ``tags`` select from the catalogue."""
         if self.params.get("models") is not None:
             models = models_from_option(self.params["models"])

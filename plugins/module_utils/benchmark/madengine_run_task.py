@@ -19,7 +19,10 @@ import os
 import time
 
 from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.context import load_context, normalise_context
-from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.credentials import Credentials
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.credentials import (
+    Credentials,
+    document_secrets,
+)
 from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.data import load_data_config
 from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.docker_client import (
     DockerError,
@@ -54,8 +57,10 @@ TOOL_TIMEOUT = 60
 def run(module):
     """The whole module after AnsibleModule: exit_json or fail_json."""
     absolute_paths(module)
+    credentials = module.params.get("credentials")
+    mask_only(module, "credentials", document_secrets(credentials))
     try:
-        result = RunTask(module).run()
+        result = RunTask(module, credentials).run()
     except MadengineError as exc:
         module.fail_json(msg=str(exc))
     module.exit_json(**result)
@@ -160,8 +165,9 @@ def pull_images(runs, executor, check_mode, secrets, warn):
 class RunTask(object):
     """One madengine_run call."""
 
-    def __init__(self, module, environ=None):
+    def __init__(self, module, credentials=None, environ=None):
         self.module = module
+        self.credentials = credentials  # the credentials option (module.params holds a placeholder now)
         self.params = module.params
         self.check_mode = module.check_mode
         self.warn = module.warn
@@ -181,16 +187,16 @@ class RunTask(object):
 
         manifest, source = _load_manifest(params)
         ctx = self.context(manifest, source)
-        credentials = Credentials.load(None if params.get("credentials") is not None else (
+        credentials = Credentials.load(None if self.credentials is not None else (
             params.get("credential_file") or _default_file(mad_root, "credential.json")),
-            environ=self.environ, document=params.get("credentials"))
+            environ=self.environ, document=self.credentials)
         providers, data_source = self.data(ctx, mad_root)
         runs = select_runs(manifest, source, params.get("tags") or [])
         if not runs:
             raise MadengineError("%s%s holds no image to run." % (source[0].upper(), source[1:]))
         models = [r.model for r in runs]
         self.secrets = credentials.secret_values(models)
-        mask_only(self.module, "credentials", credentials.no_log_values(models))
+        self.module.no_log_values.update(credentials.no_log_values(models))
 
         host = HostFs(params.get("host_root") or "/", sys_dir=params.get("sysfs_root"), dev_dir=params.get("dev_root"))
         gpu = self.detect_gpus(ctx, host)

@@ -341,7 +341,7 @@ def test_a_malformed_credentials_entry_is_named(tree, module_runner):
 
 
 def test_a_cred_missing_from_the_credentials_option_is_named(tree, module_runner):
-    result = module_runner(madengine_build, args(tree, tags=["cred"], credentials={"OTHER": {"token": "t"}}),
+    result = module_runner(madengine_build, args(tree, tags=["cred"], credentials={"OTHER": {"token": "Tok-2718"}}),
                            check_mode=True)
     assert result.failed
     assert result["msg"] == ("1 failure(s): Model 'needs_cred' needs credential 'HF_TOKEN', which the credentials "
