@@ -511,9 +511,10 @@ def test_passthrough_hands_the_gpus_to_the_vm_and_a_tree_that_refuses_writes_is_
     restored = task_results(out, "Give the GPUs back to their drivers (gpu_passthrough absent)")[bound]
     assert restored["clean"] is True and restored["leftovers"] == [] and not restored.get("failed")
     assert [d["bdf"] for d in restored["devices"]] == [GPU] and restored["devices"][0]["current_driver"] == "vfio-pci"
-    # docker_setup ran in the VM, and so did its handler (the engine re-read its configuration)
-    reload = task_results(out, "Reload the background dockerd (SIGHUP re-reads daemon.json; containers keep running)")
-    assert reload[bound]["_ansible_delegated_vars"]["ansible_delegated_host"] == vm_name(bound)
+    # docker_setup ran in the VM, and its engine re-read its configuration (a reload)
+    engine_setup = task_results(out, "Trust the registries, register the runtimes and keep the engine running")
+    assert engine_setup[bound]["_ansible_delegated_vars"]["ansible_delegated_host"] == vm_name(bound)
+    assert engine_setup[bound]["actions"] == ["write", "reload"]
     assert json.loads((tmp_path / "vm-daemon.json").read_text()) == {"labels": ["madengine-vm-test=" + SESSION]}
 
     # stuck: the first write failed, nothing was changed, the cleanup ran and found nothing, the node failed
