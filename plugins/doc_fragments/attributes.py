@@ -7,9 +7,32 @@ from __future__ import annotations
 
 
 class ModuleDocFragment(object):
+    """Attribute text shared by the collection's modules.
 
-    # Attributes every module of the collection shares.
+    ansible-core merges a fragment's attributes into a module's one level deep: a module that lists
+    ``check_mode: {support: full, details: [...]}`` keeps the fragment's ``description`` and sets its own
+    ``support`` and ``details`` (the module's keys win; lists are replaced, not joined).  So modules give
+    only ``support`` and ``details``; every description lives here.
+    """
+
+    # What each attribute means; every module extends this one and sets the support levels itself.
     DOCUMENTATION = r"""
+options: {}
+attributes:
+  check_mode:
+    description: Whether C(--check) is honoured, predicting C(changed) without touching the host.
+  diff_mode:
+    description: Whether C(--diff) shows what changed or would change.
+  idempotent:
+    description: Whether a second run with the same arguments reports no change.
+  platform:
+    description: The systems the module runs on.
+    support: full
+    platforms: posix
+"""
+
+    # Modules in the action group C(madengine) of meta/runtime.yml.
+    ACTION_GROUP = r"""
 options: {}
 attributes:
   action_group:
@@ -19,21 +42,33 @@ attributes:
       - rocm.madengine.madengine
 """
 
-    # For modules that only read.
+    # Modules that only read.
     INFO_MODULE = r"""
 options: {}
 attributes:
   check_mode:
-    description: Whether C(--check) is honoured, predicting C(changed) without touching the host.
     support: full
     details:
       - This module never changes anything, so check mode runs it unchanged.
   diff_mode:
-    description: Whether C(--diff) shows what changed or would change.
     support: N/A
     details:
       - This module never changes anything.
   idempotent:
-    description: Whether a second run with the same arguments reports no change.
     support: full
+"""
+
+    # Actions that run on the controller only (their module file is documentation).
+    ACTION_PLUGIN = r"""
+options: {}
+attributes:
+  action:
+    description: Whether the task runs an action plugin on the controller.
+    support: full
+  async:
+    description: Whether the task can run with C(async).
+    support: none
+  bypass_host_loop:
+    description: Whether the task runs once for the whole play instead of once per host.
+    support: none
 """

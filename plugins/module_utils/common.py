@@ -105,3 +105,48 @@ def as_list(value):
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return list(value)
+
+
+# ---- helpers for the modules' tasks (they take an AnsibleModule) ---------------------------------
+
+NO_LOG_PLACEHOLDER = "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
+
+
+def absolute_paths(module):
+    """Make every path option absolute against the module's working directory (where the play runs
+    for a local task), so a relative path a user gives means the same to every part of the module."""
+    for name, spec in module.argument_spec.items():
+        if spec.get("type") == "path" and module.params.get(name):
+            module.params[name] = os.path.abspath(module.params[name])
+
+
+def leaf_values(value):
+    """The texts Ansible masks for a ``no_log`` option: every string and number inside ``value``."""
+    if isinstance(value, str):
+        return [value] if value else []
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (list, tuple)):
+        return [text for item in value for text in leaf_values(item)]
+    if value is None or isinstance(value, bool):
+        return []
+    return [str(value)]
+
+
+def mask_only(module, option, secrets):
+    """Mask only ``secrets`` of the ``no_log`` dict ``option`` in the module's results.
+
+    Ansible masks every value of a ``no_log`` dict wherever it appears in the results, user names and
+    repository names included, which would garble image names, paths and messages.  The option itself
+    is replaced by Ansible's placeholder (so it does not show in ``invocation``); ``secrets`` stay
+    masked, as do the values of every other ``no_log`` option.
+    """
+    value = module.params.get(option)
+    if value is None:
+        return
+    module.no_log_values.difference_update(leaf_values(value))
+    for name, spec in module.argument_spec.items():
+        if spec.get("no_log") and name != option:
+            module.no_log_values.update(leaf_values(module.params.get(name)))
+    module.no_log_values.update(v for v in secrets if v)
+    module.params[option] = NO_LOG_PLACEHOLDER

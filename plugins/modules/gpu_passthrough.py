@@ -30,19 +30,17 @@ author:
   - ROCm madengine maintainers (@rocm)
 extends_documentation_fragment:
   - rocm.madengine.attributes
+  - rocm.madengine.attributes.ACTION_GROUP
 attributes:
   check_mode:
-    description: Whether C(--check) is honoured, predicting C(changed) without touching the host.
     support: full
     details:
       - Returns in RV(plan) the exact ordered list of writes and commands a real run would perform.
   diff_mode:
-    description: Whether C(--diff) shows what changed or would change.
     support: full
     details:
       - One line per device with its driver, C(driver_override) and, for PFs, C(sriov_numvfs).
   idempotent:
-    description: Whether a second run with the same arguments reports no change.
     support: full
 options:
   state:
@@ -67,10 +65,14 @@ options:
     default: []
   gpu_vendor:
     description:
-      - Vendor filter for discovery; with O(gpu_ids) a device of another vendor is an error.
+      - V(AMD) or V(NVIDIA) limits discovery to that vendor, and a device of another vendor in O(gpu_ids) is an error.
+      - V(auto) takes GPUs of both vendors. V(NONE) does the same here, so that a node's C(madengine_gpu_vendor)
+        can be handed over unchanged (a CPU-mode benchmark may still run in a VM with GPUs). V(any) is the older
+        name of V(auto).
+      - The same choices as M(rocm.madengine.madengine_run) and M(rocm.madengine.iommu_kvm_info).
     type: str
-    choices: [AMD, NVIDIA, any]
-    default: any
+    choices: [auto, AMD, NVIDIA, NONE, any]
+    default: auto
   count:
     description:
       - Use only the first O(count) GPUs (in address order when discovered).
@@ -129,11 +131,13 @@ options:
       - Directory of the per-device state files (created with mode C(0700)).
     type: path
     default: /var/lib/madengine/passthrough
-  sysfs_root:
+  host_root:
     description:
-      - Directory under which C(sys/) and C(dev/) are read and written.
+      - The root of the host's filesystem, under which C(sys/), C(dev/) and C(proc/) are read and C(sys/) is
+        written. V(/) on a real host; another directory holds a copy or a fake of a host (tests, fleets).
     type: path
     default: /
+    aliases: [sysfs_root]
   load_modules:
     description:
       - Run C(modprobe) for O(driver) when it is not registered, and for C(gim) with V(gim) VFs.
@@ -232,7 +236,7 @@ mdevs:
 plan:
   description:
     - The ordered operations performed, or in check mode those a real run would perform.
-    - C(op) is C(write) (C(path) relative to O(sysfs_root), C(value)), C(command) (C(argv)),
+    - C(op) is C(write) (C(path) relative to O(host_root), C(value)), C(command) (C(argv)),
       C(record) or C(forget) (a state file).
   returned: always
   type: list
@@ -255,6 +259,15 @@ clean:
   returned: always
   type: bool
   sample: false
+leftovers:
+  description:
+    - What passthrough still holds after the run, one sentence each - devices that could not be given back and
+      why (for example a process still holding a device's VFIO group), then every state file left
+      (C(the GPU state file <path>)). Empty when O(state=absent) restored everything.
+  returned: always
+  type: list
+  elements: str
+  sample: ["the GPU state file /var/lib/madengine/passthrough/0000:83:00.0.json"]
 reboot_required:
   description: True when a device has fallen off the bus (vendor C(0xffff)).
   returned: always
@@ -289,19 +302,10 @@ rollback_errors:
   sample: []
 """
 
-import functools
-import os
-import traceback
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError
-from ansible_collections.rocm.madengine.plugins.module_utils.host import sysfs as _sysfs
-from ansible_collections.rocm.madengine.plugins.module_utils.host.passthrough import (
-    DeadDeviceError,
-    Passthrough,
-    StepError,
-)
+from ansible_collections.rocm.madengine.plugins.module_utils.host.gpu_passthrough_task import run
+from ansible_collections.rocm.madengine.plugins.module_utils.host.hostfs import GPU_VENDOR_CHOICES
 
 
 def main():
@@ -310,7 +314,7 @@ def main():
             state=dict(type="str", choices=["present", "absent", "query"], default="present"),
             mode=dict(type="str", choices=["vfio", "sriov", "vgpu"], default="vfio"),
             gpu_ids=dict(type="list", elements="str", default=[]),
-            gpu_vendor=dict(type="str", choices=["AMD", "NVIDIA", "any"], default="any"),
+            gpu_vendor=dict(type="str", choices=GPU_VENDOR_CHOICES, default="auto"),
             count=dict(type="int"),
             exclude_boot_vga=dict(type="bool", default=True),
             include_functions=dict(type="bool", default=True),
@@ -321,69 +325,13 @@ def main():
             vgpu_type=dict(type="str"),
             vgpu_uuid=dict(type="str"),
             state_dir=dict(type="path", default="/var/lib/madengine/passthrough"),
-            sysfs_root=dict(type="path", default="/"),
+            host_root=dict(type="path", default="/", aliases=["sysfs_root"]),
             load_modules=dict(type="bool", default=True),
             timeout=dict(type="int", default=60),
         ),
         supports_check_mode=True,
     )
-    p = module.params
-    if p["count"] is not None and p["count"] < 1:
-        module.fail_json(msg="count must be at least 1, got %d." % p["count"])
-    if p["timeout"] < 1:
-        module.fail_json(msg="timeout must be at least 1 second, got %d." % p["timeout"])
-    if not os.path.isdir(os.path.join(p["sysfs_root"], "sys", "bus", "pci")):
-        module.fail_json(msg="sysfs_root %s has no sys/bus/pci directory." % p["sysfs_root"])
-
-    engine = Passthrough(
-        _sysfs.Sysfs(p["sysfs_root"]), p["state_dir"],
-        run=functools.partial(_run, module),
-        check_mode=module.check_mode, mode=p["mode"], driver=p["driver"], gpu_vendor=p["gpu_vendor"],
-        count=p["count"], exclude_boot_vga=p["exclude_boot_vga"], include_functions=p["include_functions"],
-        group_policy=p["group_policy"], num_vfs=p["num_vfs"], sriov_provider=p["sriov_provider"],
-        vgpu_type=p["vgpu_type"], vgpu_uuid=p["vgpu_uuid"], load_modules=p["load_modules"], timeout=p["timeout"],
-    )
-    try:
-        if p["state"] == "present":
-            engine.present(p["gpu_ids"])
-        elif p["state"] == "absent":
-            engine.absent(p["gpu_ids"])
-        else:
-            engine.query(p["gpu_ids"])
-        state_files = engine.state_files()
-    except DeadDeviceError as exc:
-        module.fail_json(msg=str(exc), failed_device=exc.device, reboot_required=True, plan=engine.plan,
-                         rolled_back=getattr(exc, "rolled_back", []),
-                         rollback_errors=getattr(exc, "rollback_errors", []))
-    except MadengineError as exc:
-        fields = dict(plan=engine.plan, devices=engine.devices, reboot_required=False,
-                      rolled_back=getattr(exc, "rolled_back", []),
-                      rollback_errors=getattr(exc, "rollback_errors", []))
-        if isinstance(exc, StepError):
-            fields.update(failed_device=exc.device, stage=exc.stage,
-                          errno=_sysfs.errno_name(exc.errno) if exc.errno else None)
-        message = str(exc)
-        if fields["rolled_back"]:
-            message += " Restored: %s." % ", ".join(fields["rolled_back"])
-        if fields["rollback_errors"]:
-            message += " Could not restore: %s" % " ".join(fields["rollback_errors"])
-        module.fail_json(msg=message, **fields)
-    except Exception as exc:  # an unexpected failure still reports what was done
-        module.fail_json(msg="gpu_passthrough failed unexpectedly: %s" % exc, plan=engine.plan,
-                         exception=traceback.format_exc())
-
-    for warning in engine.warnings:
-        module.warn(warning)
-    changed = engine.changed and p["state"] != "query"
-    result = dict(changed=changed, devices=engine.devices, hostdevs=engine.hostdevs, mdevs=engine.mdevs,
-                  plan=engine.plan, state_files=state_files, clean=not state_files, reboot_required=False)
-    if module._diff and changed:
-        result["diff"] = engine.diff()
-    module.exit_json(**result)
-
-
-def _run(module, argv, timeout):
-    return _sysfs.run_command(module, argv, timeout)
+    run(module)
 
 
 if __name__ == "__main__":

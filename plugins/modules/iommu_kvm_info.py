@@ -12,13 +12,15 @@ module: iommu_kvm_info
 short_description: Check whether a host can run KVM guests with GPU passthrough
 version_added: 0.1.0
 description:
-  - Runs twenty read-only checks and reports each as C(pass), C(fail), C(warn) or C(skip), with what to do
-    about every failure.
-  - 1 CPU virtualisation flags (vmx/svm); 2 KVM modules and C(/dev/kvm); 3 IOMMU active; 4 IOMMU kernel command
-    line; 5 interrupt remapping; 6 VFIO; 7 libvirt reachable; 8 libvirt KVM features (VFIO host devices, EFI,
-    host-passthrough); 9 tools (QEMU, qemu-img, virsh, ISO tool, OVMF); 10 base image; 11 memory (and huge pages);
-    12 disk space; 13 libvirt default network; 14 IOMMU group viability per GPU; 15 GPUs present and sane;
-    16 SR-IOV readiness; 17 vGPU readiness; 18 large-BAR address space; 19 host driver ownership per mode; 20 LSM.
+  - Runs read-only checks and reports each as C(pass), C(fail), C(warn) or C(skip), with what to do about every
+    failure. O(checks) picks the checks by name (the checks they depend on run too); by default all twenty run.
+  - The checks, in display order - C(cpu_virtualization) (vmx/svm flags); C(kvm_usable) (KVM modules and
+    C(/dev/kvm)); C(iommu_enabled); C(iommu_cmdline) (the kernel command line); C(interrupt_remapping);
+    C(vfio_available); C(libvirt_reachable); C(hypervisor_features) (libvirt's VFIO host devices, EFI,
+    host-passthrough); C(vm_tools) (QEMU, qemu-img, virsh, an ISO tool, OVMF); C(base_image); C(memory_available)
+    (and huge pages); C(disk_space); C(libvirt_network) (the VM's libvirt network); C(iommu_groups_viable) (per
+    GPU); C(gpus_usable) (present and sane); C(sriov_ready); C(vgpu_ready); C(bar_address_space) (large BARs);
+    C(host_driver_ownership) (per mode); C(lsm_image_labels).
   - The task itself does not fail when checks fail; the C(rocm.madengine.iommu_kvm_prep) role turns failures into
     one actionable error.
   - Nothing is changed; commands run are C(virsh) (version, domcapabilities, net-info), C(qemu-img info),
@@ -27,12 +29,28 @@ author:
   - ROCm madengine maintainers (@rocm)
 extends_documentation_fragment:
   - rocm.madengine.attributes
+  - rocm.madengine.attributes.ACTION_GROUP
   - rocm.madengine.attributes.INFO_MODULE
 options:
+  checks:
+    description:
+      - The checks to run, by name; the checks they depend on run too (for example C(hypervisor_features) needs
+        C(libvirt_reachable), the GPU checks need C(gpus_usable)).
+      - Empty runs all of them, or with O(mode=none) those a VM without passthrough needs (C(libvirt_reachable),
+        C(vm_tools), C(base_image), C(memory_available), C(disk_space), C(libvirt_network)).
+    type: list
+    elements: str
+    choices: [cpu_virtualization, kvm_usable, iommu_enabled, iommu_cmdline, interrupt_remapping, vfio_available,
+              libvirt_reachable, hypervisor_features, vm_tools, base_image, memory_available, disk_space,
+              libvirt_network, iommu_groups_viable, gpus_usable, sriov_ready, vgpu_ready, bar_address_space,
+              host_driver_ownership, lsm_image_labels]
+    default: []
   mode:
-    description: The passthrough mode to check for (as O(rocm.madengine.gpu_passthrough#module:mode)).
+    description:
+      - The passthrough mode to check for (as O(rocm.madengine.gpu_passthrough#module:mode)), or V(none) for VMs
+        without GPU passthrough.
     type: str
-    choices: [vfio, sriov, vgpu]
+    choices: [vfio, sriov, vgpu, none]
     default: vfio
   gpu_ids:
     description: GPU PCI addresses to check; empty means every AMD or NVIDIA GPU except the boot VGA.
@@ -40,39 +58,64 @@ options:
     elements: str
     default: []
   gpu_vendor:
-    description: Vendor filter for discovery.
+    description:
+      - Vendor filter for discovery, as O(rocm.madengine.gpu_passthrough#module:gpu_vendor) - V(AMD) or V(NVIDIA);
+        V(auto) and V(NONE) take both vendors; V(any) is the older name of V(auto).
     type: str
-    choices: [AMD, NVIDIA, any]
-    default: any
+    choices: [auto, AMD, NVIDIA, NONE, any]
+    default: auto
   include_functions:
     description: Functions of the same card do not make a group non-viable (they are passed together).
     type: bool
     default: true
   base_image:
-    description: The VM base image to check (check 10 is skipped without it).
+    description: The VM base image to check (C(base_image) is skipped without it).
     type: path
-  vm_memory_mb:
-    description: Memory of one VM in MiB (checks 11 and 18).
-    type: int
-    default: 4096
-  disk_size_gb:
-    description: Disk size of one VM in GiB (checks 10 and 12).
-    type: int
-    default: 20
+  memory:
+    description:
+      - Memory of one VM (C(memory_available)), a size such as V(32G) or V(8192M); a bare number is MiB, as
+        O(rocm.madengine.madengine_vm#module:memory).
+    type: str
+    default: 4G
+    aliases: [vm_memory_mb]
+  disk_size:
+    description:
+      - Disk size of one VM (C(base_image), C(disk_space)), a size such as V(100G); a bare number is GiB, as
+        O(rocm.madengine.madengine_vm#module:disk_size).
+    type: str
+    default: 20G
+    aliases: [disk_size_gb]
   image_dir:
-    description: Where VM disks are created (checks 12 and 20).
+    description: Where VM disks are created (C(disk_space), C(lsm_image_labels)).
     type: path
     default: /var/lib/libvirt/images
   hugepages:
-    description: Whether VMs use 1 GiB huge pages (check 11).
+    description: Whether VMs use huge pages of O(hugepage_size) (C(memory_available)).
     type: bool
     default: false
+  hugepage_size:
+    description: Huge page size of the VMs, such as V(1G) or V(2M).
+    type: str
+    default: 1G
+  network:
+    description: The libvirt network (or host bridge) the VMs use (C(libvirt_network)).
+    type: str
+    default: default
+  network_type:
+    description:
+      - How the VMs are networked, as O(rocm.madengine.madengine_vm#module:network_type); C(libvirt_network) is
+        skipped for V(bridge) and V(user).
+    type: str
+    choices: [network, bridge, user]
+    default: network
   libvirt_uri:
     description: The libvirt connection to check.
     type: str
     default: qemu:///system
   host_root:
-    description: Directory under which C(/proc), C(/sys), C(/dev), C(/etc), C(/lib/modules) and images are read.
+    description:
+      - The root of the host's filesystem, under which C(/proc), C(/sys), C(/dev), C(/etc), C(/lib/modules), the
+        tools and O(base_image) and O(image_dir) are read.
     type: path
     default: /
   timeout:
@@ -93,7 +136,15 @@ EXAMPLES = r"""
     mode: sriov
     gpu_vendor: AMD
     base_image: /var/lib/libvirt/images/ubuntu-22.04.qcow2
+    memory: 256G
+    disk_size: 200G
   register: host_check
+
+- name: Only what a VM without passthrough needs
+  rocm.madengine.iommu_kvm_info:
+    checks: [libvirt_reachable, vm_tools, base_image, memory_available, disk_space, libvirt_network]
+    base_image: /var/lib/libvirt/images/ubuntu-22.04.qcow2
+  register: plain_vm_check
 
 - name: Show what is missing
   ansible.builtin.debug:
@@ -102,16 +153,16 @@ EXAMPLES = r"""
 
 RETURN = r"""
 checks:
-  description: The twenty checks in order.
+  description: The checks run (those of O(checks) and what they depend on), in display order.
   returned: always
   type: list
   elements: dict
   contains:
     id:
-      description: Check number, 1 to 20.
+      description: Display number of the check, 1 to 20 (the texts name other checks by it).
       type: int
     name:
-      description: Short name.
+      description: What the check checks, as O(checks) names it.
       type: str
     status:
       description: C(pass), C(fail), C(warn) or C(skip).
@@ -134,7 +185,7 @@ failures:
   returned: always
   type: list
   elements: str
-  sample: ["[3] iommu: No active IOMMU: /sys/class/iommu and /sys/kernel/iommu_groups are empty. Fix: ..."]
+  sample: ["[3] iommu_enabled: No active IOMMU: /sys/class/iommu and /sys/kernel/iommu_groups are empty. Fix: ..."]
 advisories:
   description: One sentence per check that passed with a warning.
   returned: always
@@ -180,57 +231,50 @@ cpu_vendor:
   description: C(vendor_id) from C(/proc/cpuinfo) (C(GenuineIntel), C(AuthenticAMD)).
   returned: always
   type: str
+kernel_args:
+  description: The IOMMU kernel arguments this host needs (C(intel_iommu=on) on Intel CPUs, C(iommu=pt)).
+  returned: always
+  type: list
+  elements: str
+  sample: [intel_iommu=on, iommu=pt]
+blacklist:
+  description: Host drivers that must not load for O(mode) (C(amdgpu) for V(sriov) on AMD GPUs, where GIM owns the PFs).
+  returned: always
+  type: list
+  elements: str
+  sample: [amdgpu]
 """
-
-import functools
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.rocm.madengine.plugins.module_utils.host import sysfs as _sysfs
-from ansible_collections.rocm.madengine.plugins.module_utils.host.checks import HostCheck, summarize
+from ansible_collections.rocm.madengine.plugins.module_utils.host.checks import check_names
+from ansible_collections.rocm.madengine.plugins.module_utils.host.hostfs import GPU_VENDOR_CHOICES
+from ansible_collections.rocm.madengine.plugins.module_utils.host.iommu_kvm_info_task import run
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            mode=dict(type="str", choices=["vfio", "sriov", "vgpu"], default="vfio"),
+            checks=dict(type="list", elements="str", choices=check_names(), default=[]),
+            mode=dict(type="str", choices=["vfio", "sriov", "vgpu", "none"], default="vfio"),
             gpu_ids=dict(type="list", elements="str", default=[]),
-            gpu_vendor=dict(type="str", choices=["AMD", "NVIDIA", "any"], default="any"),
+            gpu_vendor=dict(type="str", choices=GPU_VENDOR_CHOICES, default="auto"),
             include_functions=dict(type="bool", default=True),
             base_image=dict(type="path"),
-            vm_memory_mb=dict(type="int", default=4096),
-            disk_size_gb=dict(type="int", default=20),
+            memory=dict(type="str", default="4G", aliases=["vm_memory_mb"]),
+            disk_size=dict(type="str", default="20G", aliases=["disk_size_gb"]),
             image_dir=dict(type="path", default="/var/lib/libvirt/images"),
             hugepages=dict(type="bool", default=False),
+            hugepage_size=dict(type="str", default="1G"),
+            network=dict(type="str", default="default"),
+            network_type=dict(type="str", choices=["network", "bridge", "user"], default="network"),
             libvirt_uri=dict(type="str", default="qemu:///system"),
             host_root=dict(type="path", default="/"),
             timeout=dict(type="int", default=30),
         ),
         supports_check_mode=True,
     )
-    p = module.params
-    for key in ("vm_memory_mb", "disk_size_gb", "timeout"):
-        if p[key] < 1:
-            module.fail_json(msg="%s must be at least 1, got %d." % (key, p[key]))
-    check = HostCheck(
-        root=p["host_root"], run=functools.partial(_run, module), which=functools.partial(_which, module),
-        mode=p["mode"], gpu_ids=p["gpu_ids"], gpu_vendor=p["gpu_vendor"], include_functions=p["include_functions"],
-        base_image=p["base_image"], vm_memory_mb=p["vm_memory_mb"], disk_size_gb=p["disk_size_gb"],
-        image_dir=p["image_dir"], hugepages=p["hugepages"], libvirt_uri=p["libvirt_uri"], timeout=p["timeout"],
-    )
-    checks = check.run_all()
-    failures, advisories, report = summarize(checks)
-    module.exit_json(changed=False, checks=checks, failures=failures, advisories=advisories, report=report,
-                     ready=not failures, reboot_would_help=any(c["reboot"] for c in checks), gpus=check.gpu_details(),
-                     cpu_vendor=check.cpuinfo()[1])
-
-
-def _run(module, argv, timeout):
-    return _sysfs.run_command(module, argv, timeout)
-
-
-def _which(module, name):
-    return module.get_bin_path(name, required=False, opt_dirs=["/usr/sbin", "/sbin", "/usr/libexec"])
+    run(module)
 
 
 if __name__ == "__main__":

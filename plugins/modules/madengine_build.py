@@ -26,25 +26,28 @@ description:
     built nor pushed, and the task reports no change.
   - A model that fails does not stop the others; the task fails at the end listing every failure unless
     O(fail_on_error=false).
+  - Check mode and the real run decide build, reuse and push for each image in the same way; check mode only
+    takes what exists from the previous manifest instead of the engine and the registry.
+  - Relative paths in options are taken relative to the working directory of the module (where the play
+    runs, for a local task).
 author:
   - ROCm madengine maintainers (@rocm)
 extends_documentation_fragment:
   - rocm.madengine.attributes
+  - rocm.madengine.attributes.ACTION_GROUP
   - rocm.madengine.docker
 attributes:
   check_mode:
-    description: Whether C(--check) is honoured, predicting C(changed) without touching the host.
     support: full
     details:
       - Check mode makes no Docker call. It plans build or reuse from the existing manifest at
-        O(manifest_path), so an image deleted from the engine or a base image updated in its registry
-        since then is not noticed. When the manifest's directory does not exist yet, every image is planned as
-        a build, with a warning.
+        O(manifest_path), so an image deleted from the engine, a base image updated in its registry since
+        then, or a base image looked up otherwise because O(pull) changed, is not noticed.
+      - When the manifest's directory does not exist yet, every image is planned as a build, with a warning;
+        nothing is created.
   diff_mode:
-    description: Whether C(--diff) shows what changed or would change.
     support: none
   idempotent:
-    description: Whether a second run with the same arguments reports no change.
     support: full
     details:
       - A second run with unchanged inputs builds and pushes nothing and leaves the manifest file untouched.
@@ -92,7 +95,16 @@ options:
         C(username) and C(password) to push; the entry named by a model's C(cred) becomes build arguments
         C(<CRED>_<KEY>).
       - Its values never appear in results, the manifest or the build logs.
+      - Mutually exclusive with O(credentials).
     type: path
+  credentials:
+    description:
+      - The content of a madengine C(credential.json) (credential name to entry), used as O(credential_file)
+        is, so a playbook can hand over credentials it holds in a vault without writing them to a file.
+      - Nothing is written to disk for them; their secret values never appear in results, the manifest or the
+        build logs.
+      - Mutually exclusive with O(credential_file).
+    type: dict
   registry_username:
     description:
       - User name for O(registry); overrides O(credential_file). Requires O(registry_password).
@@ -104,7 +116,24 @@ options:
   manifest_path:
     description:
       - Where the build manifest is written (atomically). Default C(<mad_root>/build_manifest.json).
+      - Its directory is created when missing (not in check mode).
       - The file is left untouched when its content would not change.
+    type: path
+  run_id:
+    description:
+      - Identifier of the benchmark this build belongs to, returned as RV(run_id) for the
+        M(rocm.madengine.madengine_run) calls of the same benchmark; 1-64 letters, digits, C(.), C(_) or C(-),
+        starting with a letter or digit.
+      - Empty makes a new one, C(<UTC time YYYYmmddTHHMMSSZ>-<6 hex digits>), also in check mode.
+      - The manifest does not record it, so a rebuild with another run id changes nothing.
+    type: str
+    default: ""
+  data_config:
+    description:
+      - madengine C(data.json) (data name to providers) that the nodes need; it is read, checked and returned as
+        RV(data_providers) so that a playbook can hand it to M(rocm.madengine.madengine_run) as its
+        C(data_providers).
+      - Default C(<mad_root>/data.json) when that file exists.
     type: path
   log_dir:
     description:
@@ -195,6 +224,19 @@ EXAMPLES = r"""
     registry: registry.example.com:5000/mad
     credential_file: /srv/secrets/credential.json
 
+- name: Build for a benchmark run with credentials from a vault (nothing is written to disk for them)
+  rocm.madengine.madengine_build:
+    mad_root: /srv/MAD
+    tags: [pyt]
+    registry: registry.example.com:5000
+    credentials: "{{ vault_madengine_credentials }}"
+    run_id: nightly-2026-11-22
+  register: build
+
+- name: Show the models the nodes run and the data providers they need
+  ansible.builtin.debug:
+    msg: "run {{ build.run_id }}: {{ build.models }} with {{ build.data_providers }}"
+
 - name: Rebuild everything from scratch and keep going past failures
   rocm.madengine.madengine_build:
     mad_root: /srv/MAD
@@ -205,6 +247,40 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+run_id:
+  description: The run id, O(run_id) or the one made for this run.
+  returned: success
+  type: str
+  sample: 20261122T101500Z-1a2b3c
+selected:
+  description:
+    - The selected models as M(rocm.madengine.madengine_discover) returns them, in selection order (O(models)
+      as given, or what O(tags) select).
+  returned: success
+  type: list
+  elements: dict
+  sample:
+    - name: dummy
+      dockerfile: docker/cpu
+      scripts: scripts/sample
+      tags: [smoke]
+      args: ""
+models:
+  description:
+    - Names of the selected models that have an image in the manifest or a recorded build failure, in selection
+      order; the models a node runs (a failed build becomes a C(FAILURE) row).
+  returned: success
+  type: list
+  elements: str
+  sample: [dummy, dummy2/model1]
+data_providers:
+  description: The content of the data.json of O(data_config), or null when there is none.
+  returned: success
+  type: dict
+  sample:
+    dummy_data:
+      local:
+        path: /srv/data/dummy
 manifest:
   description:
     - The build manifest, as written to RV(manifest_path) (predicted in check mode).
@@ -316,12 +392,8 @@ images:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.build_task import run_build
-from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.docker_client import (
-    DOCKER_COMMON_ARGS,
-    client_from_module,
-)
-from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.docker_client import DOCKER_COMMON_ARGS
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.madengine_build_task import run
 
 
 def main():
@@ -333,9 +405,12 @@ def main():
         additional_context_file=dict(type="path"),
         registry=dict(type="str"),
         credential_file=dict(type="path"),
+        credentials=dict(type="dict", no_log=True),
         registry_username=dict(type="str"),
         registry_password=dict(type="str", no_log=True),
         manifest_path=dict(type="path"),
+        run_id=dict(type="str", default=""),
+        data_config=dict(type="path"),
         log_dir=dict(type="path"),
         rebuild=dict(type="str", choices=["never", "always"], default="never"),
         target_archs=dict(type="list", elements="str", default=[]),
@@ -349,24 +424,12 @@ def main():
     argument_spec.update(DOCKER_COMMON_ARGS)
     module = AnsibleModule(
         argument_spec=argument_spec,
-        mutually_exclusive=[("tags", "models")],
+        mutually_exclusive=[("tags", "models"), ("credential_file", "credentials")],
         required_one_of=[("tags", "models")],
         required_together=[("registry_username", "registry_password")],
         supports_check_mode=True,
     )
-
-    def register_secrets(values):
-        module.no_log_values.update(values)
-
-    try:
-        result = run_build(module.params, module.check_mode, lambda: client_from_module(module), module.warn,
-                           register_secrets)
-    except MadengineError as exc:
-        module.fail_json(msg=str(exc))
-    failures = result["failures"]
-    if failures and module.params["fail_on_error"]:
-        module.fail_json(msg="%d failure(s): %s" % (len(failures), " ".join(f["error"] for f in failures)), **result)
-    module.exit_json(**result)
+    run(module)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ author:
   - ROCm madengine maintainers (@rocm)
 extends_documentation_fragment:
   - rocm.madengine.attributes
+  - rocm.madengine.attributes.ACTION_GROUP
   - rocm.madengine.attributes.INFO_MODULE
 options:
   mad_root:
@@ -107,8 +108,7 @@ available:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.discovery import discover, select
-from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.madengine_discover_task import run
 
 
 def main():
@@ -119,15 +119,7 @@ def main():
         ),
         supports_check_mode=True,
     )
-    try:
-        catalogue = discover(module.params["mad_root"])
-        models, notes = select(catalogue, module.params["tags"])
-    except MadengineError as exc:
-        module.fail_json(msg=str(exc))
-    for note in notes:
-        module.warn(note)
-    module.exit_json(changed=False, models=models, available=len(catalogue.entries),
-                     ansible_facts=dict(madengine_models=models))
+    run(module)
 
 
 if __name__ == "__main__":

@@ -28,17 +28,15 @@ author:
   - ROCm madengine maintainers (@rocm)
 extends_documentation_fragment:
   - rocm.madengine.attributes
+  - rocm.madengine.attributes.ACTION_GROUP
 attributes:
   check_mode:
-    description: Whether C(--check) is honoured, predicting C(changed) without touching the host.
     support: full
     details:
       - Everything is computed; nothing is written.
   diff_mode:
-    description: Whether C(--diff) shows what changed or would change.
     support: none
   idempotent:
-    description: Whether a second run with the same arguments reports no change.
     support: full
 requirements:
   - pandas >= 1.3 on the controller
@@ -70,7 +68,7 @@ options:
   output_dir:
     description:
       - Directory of the merged CSV and the HTML report; created when missing. A relative path is relative to the
-        controller's current directory.
+        working directory of the module (where the play runs, for a task on the controller).
       - Required with O(results).
     type: path
   csv_name:
@@ -250,72 +248,9 @@ rerun_pairs:
     - {model: dummy_fail, host: node1, reason: FAILURE}
 """
 
-import os
+from ansible.module_utils.basic import AnsibleModule
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
-from ansible_collections.rocm.madengine.plugins.module_utils.benchmark import report as _report
-from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError, as_list, write_if_changed
-
-
-def _models(value):
-    """Accept names, model dicts, or comma-separated strings in the list."""
-    out = []
-    for item in value or ():
-        out.extend(as_list(item) if isinstance(item, str) else [item])
-    return out
-
-
-def run(module):
-    params = module.params
-    check = module.check_mode
-    result = dict(changed=False)
-    hosts = as_list(params["hosts"]) if params["hosts"] is not None else None
-    models = _models(params["models"])
-
-    previous_rows = None
-    if params["previous_csv"]:
-        _header, previous_rows = _report.read_previous_csv(params["previous_csv"])
-        plan, pairs = _report.rerun_plan(previous_rows, hosts=hosts, models=models,
-                                         statuses=tuple(params["rerun_statuses"]))
-        result.update(rerun=plan, rerun_pairs=pairs)
-
-    if params["results"] is None:
-        return result
-
-    if _report.pd is None:
-        module.fail_json(msg=missing_required_lib("pandas"), exception=_report.PANDAS_IMPORT_ERROR)
-    output_dir = os.path.abspath(params["output_dir"])
-    for name in ("csv_name", "html_name"):
-        if not params[name] or os.sep in params[name] or params[name] in (".", ".."):
-            raise MadengineError("%s must be a plain file name, not %r." % (name, params[name]))
-    report = _report.merge(params["results"], hosts=hosts, models=models, previous_rows=previous_rows,
-                           fill_missing=params["fill_missing"], rerun_statuses=tuple(params["rerun_statuses"]))
-    for note in report.notes:
-        module.warn(note)
-    csv_bytes = report.to_csv()
-    run_id = params["run_id"] or _report.default_run_id(report, csv_bytes)
-    csv_path = os.path.join(output_dir, params["csv_name"])
-    html_path = os.path.join(output_dir, params["html_name"]) if params["html"] else None
-
-    changed = _report.ensure_directory(output_dir, check_mode=check)
-    changed = write_if_changed(csv_path, csv_bytes, check_mode=check) or changed
-    if html_path:
-        html_bytes = _report.to_html(report, params["title"], run_id)
-        changed = write_if_changed(html_path, html_bytes, check_mode=check) or changed
-    result.update(
-        changed=changed,
-        csv_path=csv_path,
-        rows=len(report.rows),
-        missing_hosts=report.missing_hosts,
-        failed_pairs=report.failed_pairs(),
-        placeholders=report.placeholders,
-        carried=report.carried,
-        summary=_report.summary(report, run_id, csv_path, html_path, max_failed=params["max_failed"]),
-    )
-    if html_path:
-        result["html_path"] = html_path
-    return result
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.madengine_report_task import run
 
 
 def main():
@@ -340,11 +275,7 @@ def main():
         required_by=dict(results="output_dir"),
         supports_check_mode=True,
     )
-    try:
-        result = run(module)
-    except MadengineError as exc:
-        module.fail_json(msg=str(exc))
-    module.exit_json(**result)
+    run(module)
 
 
 if __name__ == "__main__":

@@ -29,23 +29,23 @@ description:
   - A model that fails is a row with status C(FAILURE) and the reason in C(error), never a failed task. The task
     fails only for problems of the whole node or of the input (manifest, options, GPUs, results directory).
   - Rows are appended to O(output) after every model, atomically and with a stable header.
+  - Relative paths in options are taken relative to the working directory of the module (where the play
+    runs, for a local task).
 author:
   - ROCm madengine maintainers (@rocm)
 extends_documentation_fragment:
   - rocm.madengine.attributes
+  - rocm.madengine.attributes.ACTION_GROUP
   - rocm.madengine.docker
 attributes:
   check_mode:
-    description: Whether C(--check) is honoured, predicting C(changed) without touching the host.
     support: full
     details:
       - Check mode detects the GPUs, plans every container (image, command, devices, environment with secrets
         masked, mounts) and returns the plan in RV(runs). It makes no Docker call and writes nothing.
   diff_mode:
-    description: Whether C(--diff) shows what changed or would change.
     support: none
   idempotent:
-    description: Whether a second run with the same arguments reports no change.
     support: none
     details:
       - Every run benchmarks again and appends rows, so it always reports a change when it runs a model.
@@ -101,17 +101,18 @@ options:
   timeout:
     description:
       - Seconds a model may run; C(0) means no limit.
-      - When not set, the context's C(timeout), else the model's own C(timeout) when positive, else C(7200).
+      - When not set or null, the context's C(timeout), else the model's own C(timeout) when positive, else
+        C(7200).
     type: int
   results_dir:
     description:
       - Directory of the run logs (C(<model>_<dockerfile stem>.<run id>.run.live.log)) and of the default O(output);
-        created when missing.
+        created when missing (not in check mode).
       - Default the directory of O(manifest_path), else the current directory.
     type: path
   output:
     description:
-      - The node's results CSV. Default C(<results_dir>/perf.csv).
+      - The node's results CSV. Default C(<results_dir>/perf.csv). Its directory is created when missing.
     type: path
   append:
     description:
@@ -154,22 +155,38 @@ options:
       - Run models even when their C(skip_gpu_arch) lists the node's GPU architecture.
     type: bool
     default: false
+  host_root:
+    description:
+      - The root of the node's filesystem. GPU detection reads C(sys/devices/virtual/kfd), C(sys/bus/pci/devices)
+        and C(sys/module) under it, the ROCm version under C(<host_root>/opt/rocm) (or the context's
+        C(MAD_ROCM_PATH)), and looks for C(amd-smi), C(rocm-smi) and C(nvidia-smi) in C(<host_root>/usr/bin) and
+        C(<host_root>/opt/rocm/bin) before C(PATH) when it is not V(/). The device nodes given to containers
+        (C(kfd), C(dri/renderD*)) are those under C(<host_root>/dev); containers always see them under C(/dev).
+    type: path
+    default: /
   sysfs_root:
     description:
-      - Where sysfs is mounted; GPU detection reads C(devices/virtual/kfd), C(bus/pci/devices) and C(module) below it.
+      - Deprecated, use O(host_root). Where sysfs is mounted (it meant C(/sys)); wins over C(<host_root>/sys).
     type: path
-    default: /sys
   dev_root:
     description:
-      - Where the node's device nodes are (C(kfd), C(dri/renderD*)); containers always see them under C(/dev).
+      - Deprecated, use O(host_root). Where the node's device nodes are (it meant C(/dev)); wins over
+        C(<host_root>/dev).
     type: path
-    default: /dev
   credential_file:
     description:
       - madengine C(credential.json). The entry named by a model's C(cred) becomes environment variables
         C(<CRED>_<KEY>) of its container; the entry keyed by the manifest's registry logs in for pulls.
       - Its values never appear in results, logs or rows.
+      - Default C(<mad_root>/credential.json) when that file exists. Mutually exclusive with O(credentials).
     type: path
+  credentials:
+    description:
+      - The content of a madengine C(credential.json) (credential name to entry), used as O(credential_file) is,
+        so a playbook can send the build host's credentials to the nodes without writing them to a file.
+      - Nothing is written to disk for them; their secret values never appear in results, logs or rows.
+      - Mutually exclusive with O(credential_file).
+    type: dict
   data_config:
     description:
       - madengine C(data.json) with the data providers of the models' C(data) names.
@@ -232,17 +249,24 @@ EXAMPLES = r"""
   ansible.builtin.debug:
     var: run.summary
 
-- name: One call per model, so the play shows progress model by model
+- name: One call per model of a registered build, so the play shows progress model by model
   rocm.madengine.madengine_run:
     manifest: "{{ build.manifest }}"
     tags: ["{{ item }}"]
-    run_id: "{{ madengine_run_id }}"
+    run_id: "{{ build.run_id }}"
     results_dir: /srv/results
     node_name: "{{ inventory_hostname }}"
     gpu_vendor: AMD
     timeout: 3600
-  loop: "{{ build.manifest.built_models.values() | map(attribute='name') | unique }}"
+  loop: "{{ build.models }}"
   register: per_model
+
+- name: Credentials from a vault, so the node needs no credential file
+  rocm.madengine.madengine_run:
+    manifest: "{{ build.manifest }}"
+    credentials: "{{ vault_madengine_credentials }}"
+    data_providers: "{{ build.data_providers }}"
+    results_dir: /srv/results
 
 - name: Pull the images first, at most 8 nodes at a time
   rocm.madengine.madengine_run:
@@ -390,12 +414,8 @@ ansible_facts:
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback
 
-from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.docker_client import (
-    DOCKER_COMMON_ARGS,
-    client_from_module,
-)
-from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.run_task import run_models
-from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.docker_client import DOCKER_COMMON_ARGS
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.madengine_run_task import run
 
 
 def main():
@@ -416,9 +436,11 @@ def main():
         skip_model_run=dict(type="bool", default=False),
         pull_only=dict(type="bool", default=False),
         disable_skip_gpu_arch=dict(type="bool", default=False),
-        sysfs_root=dict(type="path", default="/sys"),
-        dev_root=dict(type="path", default="/dev"),
+        host_root=dict(type="path", default="/"),
+        sysfs_root=dict(type="path", removed_in_version="1.0.0", removed_from_collection="rocm.madengine"),
+        dev_root=dict(type="path", removed_in_version="1.0.0", removed_from_collection="rocm.madengine"),
         credential_file=dict(type="path"),
+        credentials=dict(type="dict", no_log=True),
         data_config=dict(type="path"),
         data_providers=dict(type="dict"),
         force_mirror_local=dict(type="path"),
@@ -430,30 +452,12 @@ def main():
     argument_spec.update(DOCKER_COMMON_ARGS)
     module = AnsibleModule(
         argument_spec=argument_spec,
-        mutually_exclusive=[("manifest_path", "manifest"), ("data_config", "data_providers")],
+        mutually_exclusive=[("manifest_path", "manifest"), ("data_config", "data_providers"),
+                            ("credential_file", "credentials")],
         required_one_of=[("manifest_path", "manifest")],
         supports_check_mode=True,
     )
-
-    def register_secrets(values):
-        module.no_log_values.update(values)
-
-    timeout_bin = module.get_bin_path("timeout")
-
-    def run_tool(argv):
-        """A GPU tool, bounded to 60 s when coreutils' timeout is there (a wedged driver can hang them)."""
-        try:
-            return module.run_command(([timeout_bin, "60"] if timeout_bin else []) + list(argv),
-                                      handle_exceptions=False)
-        except OSError as exc:
-            return None, "", str(exc)
-
-    try:
-        result = run_models(module.params, module.check_mode, lambda: client_from_module(module), module.warn,
-                            register_secrets, run_tool, progress=module.debug)
-    except MadengineError as exc:
-        module.fail_json(msg=str(exc))
-    module.exit_json(**result)
+    run(module)
 
 
 if __name__ == "__main__":

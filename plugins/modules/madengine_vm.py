@@ -33,19 +33,17 @@ author:
   - ROCm madengine maintainers (@rocm)
 extends_documentation_fragment:
   - rocm.madengine.attributes
+  - rocm.madengine.attributes.ACTION_GROUP
 attributes:
   check_mode:
-    description: Whether C(--check) is honoured, predicting C(changed) without touching the host.
     support: full
     details:
       - Inputs are validated (base image, devices, host capabilities) and nothing is created or removed.
   diff_mode:
-    description: Whether C(--diff) shows what changed or would change.
     support: full
     details:
       - The diff is the domain XML before and after.
   idempotent:
-    description: Whether a second run with the same arguments reports no change.
     support: full
 options:
   name:
@@ -86,10 +84,17 @@ options:
   hostdevs:
     description:
       - PCI devices to pass through, as addresses (V(0000:83:00.0) or V(83:00.0)) or dicts with C(bdf) and C(managed).
-      - Use the RV(rocm.madengine.gpu_passthrough#module:hostdevs) result of M(rocm.madengine.gpu_passthrough).
+      - The devices of O(passthrough) come first; these are added to them.
     type: list
     elements: raw
     default: []
+  passthrough:
+    description:
+      - The registered result of M(rocm.madengine.gpu_passthrough); its
+        RV(rocm.madengine.gpu_passthrough#module:hostdevs) and RV(rocm.madengine.gpu_passthrough#module:mdevs) are
+        passed to the VM before O(hostdevs) and O(mdevs). A skipped task's result (no such keys) adds nothing.
+    type: dict
+    default: {}
   managed:
     description:
       - Default C(managed) attribute of O(hostdevs). V(false) when M(rocm.madengine.gpu_passthrough) bound the
@@ -97,7 +102,7 @@ options:
     type: bool
     default: false
   mdevs:
-    description: UUIDs of mediated devices (vGPU) to attach.
+    description: UUIDs of mediated devices (vGPU) to attach, after those of O(passthrough).
     type: list
     elements: str
     default: []
@@ -237,10 +242,55 @@ options:
   run_id:
     description: Identifier recorded in the domain metadata and the state file (defaults to O(name)).
     type: str
-  sysfs_root:
-    description: Root under which C(/proc), C(/sys) and C(/dev) are read for host checks (for tests).
+  host_root:
+    description:
+      - The root of the host's filesystem, under which C(/proc), C(/sys) and C(/dev) are read (KVM, CPU pinning,
+        huge pages, processes holding VFIO groups). V(/) on a real host. O(base_image), the images and the tools
+        are the hypervisor's own, whatever this is.
     type: path
     default: /
+    aliases: [sysfs_root]
+  inventory:
+    description:
+      - How the controller reaches the VM; the module returns it as RV(inventory_host), the arguments of
+        M(ansible.builtin.add_host). The VM is reached at its address as O(ssh_user) (with C(become) unless it is
+        root), host keys neither checked nor kept.
+    type: dict
+    default: {}
+    suboptions:
+      node:
+        description: The inventory name of the hypervisor; the VM's host variable C(madengine_vm_node).
+        type: str
+      jump_host:
+        description:
+          - The hypervisor as the controller reaches it (its C(ansible_host)); the VM is reached through it with an
+            SSH C(ProxyJump), unless O(inventory.node_connection) is local (the controller is the hypervisor).
+        type: str
+      jump_user:
+        description: The user of the C(ProxyJump) (the hypervisor's C(ansible_user)).
+        type: str
+      jump_port:
+        description: The SSH port of the C(ProxyJump) (the hypervisor's C(ansible_port)).
+        type: int
+      node_connection:
+        description: How the controller reaches the hypervisor (its C(ansible_connection)).
+        type: str
+      private_key_file:
+        description: The private key on the controller for the VM (C(ansible_ssh_private_key_file)).
+        type: str
+      docker_host:
+        description: The VM's Docker engine (C(madengine_docker_host)).
+        type: str
+        default: unix:///var/run/docker.sock
+      groups:
+        description: Inventory groups of the VM.
+        type: list
+        elements: str
+        default: [madengine_vms]
+      vars:
+        description: More host variables, over the ones above.
+        type: dict
+        default: {}
   sweep:
     description:
       - With O(state=absent), remove orphans instead of one VM. A candidate is a domain carrying the module's
@@ -282,17 +332,17 @@ EXAMPLES = r"""
         vcpus: 32
         memory: 128G
         disk_size: 200G
-        hostdevs: "{{ passthrough.hostdevs }}"
+        passthrough: "{{ passthrough }}"
         ssh_user: madengine
         ssh_pubkey: "{{ lookup('ansible.builtin.file', '~/.ssh/id_ed25519.pub') }}"
         wait_for: ssh
+        inventory:
+          node: "{{ inventory_hostname }}"
+          jump_host: "{{ ansible_host | default(inventory_hostname) }}"
       register: vm
 
-    - name: Reach the VM through the hypervisor's network
-      ansible.builtin.add_host:
-        name: "{{ vm.ip }}"
-        groups: madengine_vms
-        ansible_user: madengine
+    - name: Reach the VM through the hypervisor (ProxyJump)
+      ansible.builtin.add_host: "{{ vm.inventory_host }}"
   always:
     - name: Remove the VM, its disks and its state; fail if anything is left
       rocm.madengine.madengine_vm:
@@ -402,108 +452,36 @@ timings:
   description: Seconds spent per phase (overlay, seed, define, start, wait, destroy, undefine, cleanup).
   returned: always
   type: dict
+inventory_host:
+  description:
+    - The VM as an inventory host, the arguments of M(ansible.builtin.add_host) (see O(inventory)) - C(name),
+      C(groups), C(ansible_host) (RV(ip)), C(ansible_user), C(ansible_become), C(ansible_ssh_common_args),
+      C(madengine_docker_host), C(madengine_vm_uuid), and C(madengine_vm_node), C(ansible_ssh_private_key_file)
+      and O(inventory.vars) when given.
+  returned: when O(state) is V(running) or V(stopped)
+  type: dict
+  sample:
+    name: madengine-vm-node1
+    groups: [madengine_vms]
+    ansible_host: 192.168.122.45
+    ansible_user: madengine
+    ansible_become: true
+    ansible_ssh_common_args: -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ProxyJump=admin@node1
+    madengine_docker_host: unix:///var/run/docker.sock
+    madengine_vm_uuid: 0b0bd4e5-7d8e-5a3e-9d0c-2b4c4f1d33aa
+    madengine_vm_node: node1
+leftovers:
+  description:
+    - What is left of the VM after O(state=absent), one sentence each (RV(clean.problems), or why it could not
+      be removed); empty when nothing is.
+  returned: when O(state=absent) without O(sweep)
+  type: list
+  elements: str
 """
 
-import os
-import signal
-import time
+from ansible.module_utils.basic import AnsibleModule
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
-from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError
-from ansible_collections.rocm.madengine.plugins.module_utils.vm.lifecycle import (
-    HAS_LIBVIRT,
-    LIBVIRT_ERRORS,
-    LIBVIRT_IMPORT_ERROR,
-    Interrupted,
-    Lifecycle,
-    connect,
-    load_record,
-    lookup,
-    read_metadata,
-    record_paths,
-)
-from ansible_collections.rocm.madengine.plugins.module_utils.vm.spec import (
-    HAS_JINJA2,
-    JINJA2_IMPORT_ERROR,
-    build_spec,
-    check_name,
-    normalise_hostdevs,
-    parse_age,
-    stable_uuid,
-)
-
-_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-
-
-def _interrupt(signum, _frame):
-    # A second signal must not interrupt the teardown the first one starts.
-    for other in _SIGNALS:
-        signal.signal(other, signal.SIG_IGN)
-    raise Interrupted("interrupted by signal %d." % signum)
-
-
-def _runner(module):
-    return lambda argv: module.run_command(argv, check_rc=False)
-
-
-def absent(module, lifecycle):
-    params = module.params
-    name = params["name"]
-    check_name(name)
-    record = load_record(params["state_dir"], name)
-    dom = lookup(lifecycle.conn, name)
-    defaults = dict(overlay="%s/%s.qcow2" % (params["image_dir"].rstrip("/"), name),
-                    seed="%s/%s-seed.iso" % (params["image_dir"].rstrip("/"), name),
-                    console_log="%s/%s.console.log" % (params["log_dir"].rstrip("/"), name),
-                    state_file="%s/%s.json" % (params["state_dir"].rstrip("/"), name))
-    known = dict(defaults)
-    known.update({k: v for k, v in (record or {}).items() if v})
-    meta = read_metadata(dom) if dom is not None else None
-    if meta:
-        known.update({k: v for k, v in meta.items() if k in ("overlay", "seed", "nvram", "console_log") and v})
-    paths = record_paths(known, params["keep_logs"]) + [known["state_file"]]
-    hostdevs = list((record or {}).get("hostdevs") or (meta or {}).get("hostdevs") or [])
-    for dev in normalise_hostdevs(params["hostdevs"], params["managed"]):
-        if dev["bdf"] not in hostdevs:
-            hostdevs.append(dev["bdf"])
-    uuid = (record or {}).get("uuid") or (dom.UUIDString() if dom is not None else stable_uuid(name))
-    result = dict(uuid=uuid, overlay=known["overlay"], seed=known["seed"], nvram=known.get("nvram"),
-                  console_log=known["console_log"], state_file=known["state_file"], ip=None, removed=[])
-    if module.check_mode:
-        present = [p for p in paths if os.path.lexists(p)]
-        result["removed"] = (["domain"] if dom is not None else []) + present
-        result["changed"] = bool(result["removed"])
-        if dom is not None and module._diff:
-            result["diff"] = dict(before=dom.XMLDesc(0), after="")
-    else:
-        before = dom.XMLDesc(0) if dom is not None and module._diff else None
-        result["removed"] = lifecycle.teardown(name, record, keep_logs=params["keep_logs"])
-        result["changed"] = bool(result["removed"])
-        if before is not None:
-            result["diff"] = dict(before=before, after="")
-    result["clean"] = lifecycle.verify_clean(name, uuid, [] if module.check_mode else paths, hostdevs,
-                                             params["sysfs_root"])
-    return result
-
-
-def sweep(module, lifecycle):
-    params = module.params
-    older = parse_age(params["sweep"]["older_than"])
-    swept, skipped = [], []
-    for cand in lifecycle.sweep_candidates(params["state_dir"], params["sweep"]["name_prefix"], time.time()):
-        entry = dict(name=cand["name"], age=None if cand["age"] is None else round(cand["age"], 1),
-                     source=cand["source"])
-        if cand["age"] is None or cand["age"] < older:
-            younger = "younger than %s" % params["sweep"]["older_than"]
-            entry["reason"] = "age unknown" if cand["age"] is None else younger
-            skipped.append(entry)
-            continue
-        if not module.check_mode:
-            entry["removed"] = lifecycle.teardown(cand["name"], cand.get("record"), keep_logs=params["keep_logs"],
-                                                  adopt=cand["adopt"], image_dir=params["image_dir"])
-        swept.append(entry)
-    return dict(changed=bool(swept), swept=swept, skipped=skipped, ip=None)
+from ansible_collections.rocm.madengine.plugins.module_utils.vm.madengine_vm_task import run
 
 
 def main():
@@ -517,6 +495,7 @@ def main():
             memory=dict(type="str", default="4G"),
             disk_size=dict(type="str"),
             hostdevs=dict(type="list", elements="raw", default=[]),
+            passthrough=dict(type="dict", default={}, no_log=False),
             managed=dict(type="bool", default=False),
             mdevs=dict(type="list", elements="str", default=[]),
             ssh_user=dict(type="str", default="root"),
@@ -551,7 +530,18 @@ def main():
             disk_cache=dict(type="str", default="none",
                             choices=["none", "writeback", "writethrough", "directsync", "unsafe", "default"]),
             run_id=dict(type="str"),
-            sysfs_root=dict(type="path", default="/"),
+            host_root=dict(type="path", default="/", aliases=["sysfs_root"]),
+            inventory=dict(type="dict", default={}, options=dict(
+                node=dict(type="str"),
+                jump_host=dict(type="str"),
+                jump_user=dict(type="str"),
+                jump_port=dict(type="int"),
+                node_connection=dict(type="str"),
+                private_key_file=dict(type="str", no_log=False),
+                docker_host=dict(type="str", default="unix:///var/run/docker.sock"),
+                groups=dict(type="list", elements="str", default=["madengine_vms"]),
+                vars=dict(type="dict", default={}),
+            )),
             sweep=dict(type="dict", options=dict(
                 older_than=dict(type="str", required=True),
                 name_prefix=dict(type="str", default="madengine-vm-"),
@@ -561,57 +551,7 @@ def main():
         required_if=[("state", "running", ("name", "base_image")), ("state", "stopped", ("name", "base_image"))],
         supports_check_mode=True,
     )
-    params = module.params
-    if not HAS_LIBVIRT:
-        module.fail_json(msg=missing_required_lib("libvirt-python"), exception=LIBVIRT_IMPORT_ERROR)
-    if not HAS_JINJA2:
-        module.fail_json(msg=missing_required_lib("Jinja2"), exception=JINJA2_IMPORT_ERROR)
-    if params["sweep"] and params["state"] != "absent":
-        module.fail_json(msg="sweep only works with state=absent.")
-    if params["retries"] < 0 or params["boot_timeout"] < 1 or params["retry_delay"] < 0:
-        module.fail_json(msg="retries and retry_delay must not be negative and boot_timeout must be at least 1.")
-
-    previous = {s: signal.signal(s, _interrupt) for s in _SIGNALS}
-    try:
-        run(module)
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-
-
-def run(module):
-    params = module.params
-    lifecycle = None
-    try:
-        spec = None
-        if params["state"] != "absent":
-            spec = build_spec(params, _runner(module))
-        lifecycle = Lifecycle(connect(params["uri"]), _runner(module))
-        if params["sweep"]:
-            result = sweep(module, lifecycle)
-        elif params["state"] == "absent":
-            result = absent(module, lifecycle)
-        else:
-            result = lifecycle.ensure(spec, params["state"], check_mode=module.check_mode)
-            result["domain_type_reasons"] = spec["domain_type_reasons"]
-            if spec["domain_type"] == "kvm" and not spec["kvm_usable"]:
-                module.warn("domain_type=kvm was asked for, but %s; the guest may not boot."
-                            % "; ".join(spec["domain_type_reasons"] or ["KVM does not look usable"]))
-            if spec["pinning"]:
-                result["actions"] = ["vCPUs pinned to %s" % spec["pinning"]["source"]]
-    except (MadengineError,) + LIBVIRT_ERRORS as exc:
-        text = str(exc) if isinstance(exc, MadengineError) else "libvirt failed: %s" % exc
-        module.fail_json(msg=text, actions=lifecycle.actions if lifecycle else [],
-                         timings=lifecycle.timings if lifecycle else {})
-    result["actions"] = result.get("actions", []) + lifecycle.actions
-    result["timings"] = lifecycle.timings
-    if not module._diff:
-        result.pop("diff", None)
-    clean = result.get("clean")
-    if clean and not clean["ok"] and params["verify_clean"] and not module.check_mode:
-        module.fail_json(msg="VM %s was removed but the host is not clean: %s."
-                         % (params["name"], "; ".join(clean["problems"])), **result)
-    module.exit_json(**result)
+    run(module)
 
 
 if __name__ == "__main__":

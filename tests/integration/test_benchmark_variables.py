@@ -7,7 +7,6 @@ rocm.madengine.madengine role holds the defaults; the playbooks and the role's t
 from __future__ import annotations
 
 import glob
-import importlib
 import os
 import re
 import subprocess
@@ -29,7 +28,7 @@ NOT_VARIABLES = {"madengine_results", "madengine_summary", "madengine_benchmark"
                  # the group of the VMs vm_benchmark.yml adds to the inventory, and their two host variables
                  "madengine_vms", "madengine_vm_node", "madengine_vm_uuid"}
 FLEET_DOCS = ("quickstart.md", "inventory.md", "migration.md", "awx.md", "large-fleets.md", "results.md", "vm-mode.md")
-NAME = re.compile(r"\bmadengine_[a-z0-9_]+\b")
+NAME = re.compile(r"\bmadengine_[a-z0-9_]+\b(?!\.py)")  # not a file name such as madengine_run_task.py
 
 
 def load(path):
@@ -107,37 +106,50 @@ def test_every_variable_is_read_by_the_plays_and_every_variable_they_read_is_doc
     assert sorted(read_names - set(docs)) == []
 
 
-def module_tasks(tasks, module, found):
-    """The arguments of every task calling ``module``, blocks included."""
+def module_options_checks(tasks, found):
+    """The ``name`` of every rocm.madengine.module_options task, blocks included (a loop's items as given)."""
     for task in tasks:
-        if module in task:
-            found.append(task[module])
+        check = task.get("rocm.madengine.module_options")
+        if check:
+            found.append((check["name"], task.get("loop")))
         for section in ("block", "rescue", "always"):
-            module_tasks(task.get(section, []), module, found)
+            module_options_checks(task.get(section, []), found)
     return found
 
 
-@pytest.mark.parametrize("module, names, variable", [
-    ("madengine_vm", "madengine__vm_option_names", "madengine_vm_options"),
-    ("gpu_passthrough", "madengine__passthrough_option_names", "madengine_vm_passthrough_options"),
+def test_every_option_dict_is_checked_with_module_options():
+    """madengine_build_options, madengine_run_options, madengine_vm_options, ...: each dict a user can give is
+    checked against its module's documentation (by a task naming it, or by a loop over a list naming it)."""
+    defaults = load(os.path.join(ROLE, "defaults", "main.yml"))
+    role_vars = load(os.path.join(ROLE, "vars", "main.yml"))
+    dicts = sorted(name for name in defaults if name.endswith("_options"))
+    assert {"madengine_build_options", "madengine_run_options", "madengine_report_options"} <= set(dicts)
+    checked = set()
+    for path in glob.glob(os.path.join(ROLE, "tasks", "*.yml")):
+        for name, loop in module_options_checks(load(path) or [], []):
+            if loop:
+                listed = role_vars[re.match(r"^{{ *(\w+) *}}$", loop).group(1)]
+                checked.update(entry["name"] for entry in listed)
+            else:
+                checked.add(name)
+    assert sorted(set(dicts) - checked) == []
+
+
+@pytest.mark.parametrize("variable, task", [
+    ("madengine_build_options", "Check madengine_build_options"),
+    ("madengine_report_options", "Check madengine_report_options now (the report is written at the end)"),
+    ("madengine_run_options", "Check madengine_run_options"),
 ])
-def test_the_vm_option_dicts_accept_exactly_the_module_options_the_role_passes_on(module, names, variable):
-    """madengine_vm_options and madengine_vm_passthrough_options: the keys the VM tasks check are the module's own
-    options, and each is handed to the module from that dict (a key checked but not passed would be lost)."""
-    plugin = importlib.import_module("ansible_collections.rocm.madengine.plugins.modules." + module)
-    spec = yaml.safe_load(plugin.DOCUMENTATION)["options"]
-    allowed = load(os.path.join(ROLE, "vars", "main.yml"))[names]
-    assert sorted(set(allowed) - set(spec)) == []
-    calls = []
-    for entry in ("vm_node.yml", "vm_cleanup.yml"):
-        calls += module_tasks(load(os.path.join(ROLE, "tasks", entry)), "rocm.madengine." + module, [])
-    assert calls
-    for args in calls:
-        assert sorted(set(args) - set(spec)) == []
-        for name in set(args) & set(allowed):
-            assert "%s.%s" % (variable, name) in str(args[name]), name
-    # one call hands on every key the check lets through
-    assert any(set(allowed) <= set(args) for args in calls)
+def test_an_unknown_key_of_an_option_dict_is_named_with_the_host(tmp_path, variable, task):
+    module = variable[len("madengine_"):-len("_options")]
+    rc, out, log = dry_run(tmp_path, {variable: {"bogus_key": 1}})
+    assert rc != 0
+    failed = task_results(out, task)["localhost"]
+    assert failed["msg"].startswith("%s on localhost: unknown key(s) bogus_key (rocm.madengine.madengine_%s takes: "
+                                    % (variable, module)), log
+    if variable != "madengine_run_options":  # named before the build
+        assert task_results(out, "Build and push the images, write the manifest") == {}, log
+    assert os.listdir(tmp_path) == []
 
 
 def test_the_fleet_documents_name_only_real_variables():
@@ -179,12 +191,21 @@ def test_target_archs_default_to_the_nodes_architectures(tmp_path):
 
 
 def test_bad_settings_are_named_before_anything_runs(tmp_path):
-    rc, out, log = dry_run(tmp_path, {"madengine_tags": "", "madengine_run_id": "bad id!"})
+    rc, out, log = dry_run(tmp_path, {"madengine_tags": "", "madengine_pull_throttle": -1})
     assert rc != 0
     failed = task_results(out, CHECK)["localhost"]
     assert failed["failed"] and failed["msg"].startswith("benchmark.yml needs madengine_mad_root") and \
-        "madengine_tags (the models to run: '')" in failed["msg"] and "madengine_run_id ('bad id!')" in failed["msg"]
+        "madengine_tags (the models to run: '')" in failed["msg"] and "madengine_pull_throttle ('-1')" in failed["msg"]
     assert "Run every model on every GPU node" not in [p["play"]["name"] for p in out["plays"]], log
+
+
+def test_a_bad_run_id_is_named_by_the_build_before_anything_runs(tmp_path):
+    rc, out, log = dry_run(tmp_path, {"madengine_run_id": "bad id!"})
+    assert rc != 0
+    failed = task_results(out, "Build and push the images, write the manifest")["localhost"]
+    assert failed["failed"] and failed["msg"] == "run_id 'bad id!' must be 1-64 letters, digits, '.', '_' or '-'.", log
+    assert "Run every model on every GPU node" not in [p["play"]["name"] for p in out["plays"]], log
+    assert os.listdir(tmp_path) == []
 
 
 def test_an_inventory_without_gpu_nodes_is_named(tmp_path):
@@ -218,16 +239,14 @@ def test_a_bad_choice_is_named_by_the_argument_specs(tmp_path):
     ("[1, 2]", "data_config {path} must hold a JSON object keyed by data name."),
 ])
 def test_a_bad_data_config_is_named(tmp_path, content, message):
-    path = tmp_path / "data.json"
-    path.write_text(content)
     work = tmp_path / "work"
     work.mkdir()
-    rc, out, log = dry_run(work, {"madengine_data_config": str(path)})
+    (work / "data.json").write_text(content)
+    # relative: to the directory ansible-playbook runs in
+    rc, out, log = dry_run(work, {"madengine_data_config": "data.json"})
     assert rc != 0
-    failures = [r["msg"] for name in ("Name the data provider configuration that is not JSON",
-                                      "Check that the data provider configuration is an object")
-                for r in task_results(out, name).values() if r.get("failed")]
-    assert len(failures) == 1 and failures[0].startswith(message.format(path=path)), log
+    failed = task_results(out, "Build and push the images, write the manifest")["localhost"]
+    assert failed["failed"] and failed["msg"].startswith(message.format(path=work / "data.json")), log
 
 
 def test_rerun_without_a_previous_csv_names_it(tmp_path):

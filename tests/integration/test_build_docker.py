@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -23,6 +24,7 @@ from build_tree import ctx_tree, dockerfile, write
 from catalogue_builder import model
 from conftest import REGISTRY, SAMPLE_MAD, run_module, run_playbook
 from docker_helpers import delete_repositories, free_port, registry_image, registry_request, remove_labelled_images
+from secret_scan import files_holding, files_since
 
 from ansible_collections.rocm.madengine.plugins.modules import madengine_build
 
@@ -50,10 +52,11 @@ def api():
 
 
 class AuthRegistry(object):
-    def __init__(self, host, user, password):
+    def __init__(self, host, user, password, root):
         self.host = host
         self.user = user
         self.password = password
+        self.root = root
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +88,7 @@ def auth_registry(tmp_path_factory):
             time.sleep(0.1)
         else:
             pytest.fail("the test registry did not start: %s" % (root / "registry.log").read_text())
-        yield AuthRegistry("localhost:%d" % port, user, password)
+        yield AuthRegistry("localhost:%d" % port, user, password, str(root))
     finally:
         proc.terminate()
         proc.wait(timeout=20)
@@ -361,6 +364,90 @@ def test_check_mode_predicts_and_touches_nothing(api, module_runner, tmp_path):
     after = build(module_runner, tree, "check", check_mode=True, tags=["pair"], registry=REGISTRY,
                   docker_host="unix:///nonexistent/docker.sock")
     assert after["changed"] is False and after["built"] == [] and after["pushed"] == []
+
+
+def summary_of(result, planned):
+    """What a build did (or, ``planned``, would do): comparable between check mode and the real run."""
+    done = {"build": "built", "reuse": "reused"} if planned else {}
+    return {"built": result["built"], "reused": result["reused"], "pushed": result["pushed"],
+            "failed": [(f["model"], f["stage"]) for f in result["failures"]],
+            "actions": [(i["image"], done.get(i["action"], i["action"]), i.get("push")) for i in result["images"]],
+            "manifest_images": sorted(result["manifest"]["built_images"]),
+            "models": result["models"]}
+
+
+ALPHA_EDITED = "#!/bin/bash\necho 'performance: 5.0 samples_per_second'\n"
+
+
+def test_check_mode_predicts_what_the_real_run_then_does(api, module_runner, tmp_path):
+    """Before each real run, check mode (without any engine) predicts its builds, reuses, pushes and failures."""
+    tree = two_model_tree(tmp_path / "mad")
+    extra = [model("needy", ["pair"], dockerfile="docker/cpu", scripts="scripts/alpha/run.sh", cred="NEEDED")]
+    with open(tree / "models.json") as handle:
+        models = json.load(handle) + extra
+    (tree / "models.json").write_text(json.dumps(models))
+    steps = [
+        ("first build", {}, None),
+        ("nothing changed", {}, None),
+        ("a script changed", {}, lambda: write(tree, "scripts/alpha/run.sh", ALPHA_EDITED, 0o755)),
+        ("a build argument for every image", {"additional_context": {"docker_build_arg": {"X": "2"}}}, None),
+        ("the same build argument again", {"additional_context": {"docker_build_arg": {"X": "2"}}}, None),
+        ("rebuild always", {"rebuild": "always", "pull": False,
+                            "additional_context": {"docker_build_arg": {"X": "2"}}}, None),
+        ("back to the first context", {}, None),
+    ]
+    seen = set()
+    for name, options, change in steps:
+        if change:
+            change()
+        step = dict(options, tags=["pair"], registry=REGISTRY, fail_on_error=False)
+        planned = build(module_runner, tree, "predict", check_mode=True, docker_host="unix:///nonexistent/docker.sock",
+                        **step)
+        assert not planned.failed, (name, planned.get("msg"))
+        real = build(module_runner, tree, "predict", **step)
+        assert not real.failed, (name, real.get("msg"))
+        assert summary_of(planned, True) == summary_of(real, False), name
+        assert planned["changed"] == real["changed"], name
+        assert real["failures"][0]["error"].startswith("Model 'needy' needs credential 'NEEDED'"), name
+        seen.add((bool(real["built"]), bool(real["reused"]), bool(real["pushed"])))
+    # the steps covered builds with pushes, reuses without, and mixtures
+    assert {(True, False, True), (False, True, False), (True, True, True)} <= seen
+
+
+def test_credentials_option_pushes_and_reaches_no_output_or_file(api, module_runner, tmp_path, auth_registry):
+    """The content of credential.json given as data: registry login and a model's cred work, and none of the
+    values reaches the result, the manifest, the logs or any file the build writes."""
+    model_user, model_token = "cred-user-%s" % uuid.uuid4().hex[:6], "Tok-%s-secret" % uuid.uuid4().hex
+    tree = ctx_tree(tmp_path / "mad", extra_models=[model("withcred", ["secret"], dockerfile="docker/cred",
+                                                          cred="MADCI_TOKEN")],
+                    dockerfiles={"docker/cred.ubuntu.Dockerfile": dockerfile({}, (
+                        "ARG MADCI_TOKEN_USERNAME\nARG MADCI_TOKEN_PASSWORD\n"
+                        'RUN echo "user=$MADCI_TOKEN_USERNAME token=$MADCI_TOKEN_PASSWORD"'))})
+    credentials = {
+        auth_registry.host: {"username": auth_registry.user, "password": auth_registry.password},
+        "MADCI_TOKEN": {"username": model_user, "password": model_token},
+    }
+    out = tmp_path / "out"
+    started = time.time() - 1
+    result = build(module_runner, tree, "credopt", tags=["secret"], registry=auth_registry.host,
+                   credentials=credentials, manifest_path=str(out / "build_manifest.json"),
+                   _ansible_inject_invocation=True)
+    assert not result.failed, result.get("msg")
+    ref = "%s/%swithcred_cred.ubuntu" % (auth_registry.host, prefix("credopt"))
+    assert result["pushed"] == [ref]
+    entry = result["manifest"]["built_images"][prefix("credopt") + "withcred_cred.ubuntu"]
+    _digest, config_digest, _config = registry_image(auth_registry.host, ref,
+                                                     auth=(auth_registry.user, auth_registry.password))
+    assert config_digest == entry["image_id"]
+    assert "user=******** token=********" in open(entry["log_file"]).read()  # reached the build, masked
+    assert result["invocation"]["module_args"]["credentials"] == "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
+    # the registry's storage holds the image, whose history records the build arguments (documented)
+    written = [path for root in (str(tmp_path), tempfile.gettempdir()) for path in files_since(root, started)
+               if not path.startswith(auth_registry.root + os.sep)]
+    assert str(out / "build_manifest.json") in written and entry["log_file"] in written
+    secrets = (auth_registry.password, model_user, model_token)
+    assert [secret for secret in secrets if secret in json.dumps(result)] == []
+    assert files_holding(secrets, written) == []
 
 
 def test_target_archs(api, module_runner, tmp_path):

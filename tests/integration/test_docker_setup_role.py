@@ -1,8 +1,9 @@
 """The docker_setup role through ansible-playbook, from the installed collection, on real engines.
 
-Engine tests start a second dockerd of their own (own socket, data root, pid file and daemon.json, the
-way a GPU node without systemd gets one), so the machine's shared engine is never reloaded or
-restarted. Everything a test starts is stopped by its pid, and removed, when the test ends.
+Engine tests start a second dockerd of their own (own socket, data root, pid file, daemon.json and a bridge
+of its own, the way a GPU node without systemd gets one), so the machine's shared engine is never reloaded or
+restarted, and its docker0 never touched (a daemon with ``--bridge=none`` in this network namespace would
+delete it). Everything a test starts is stopped by its pid, and removed, when the test ends.
 """
 
 from __future__ import annotations
@@ -55,11 +56,19 @@ def read_pid(pidfile):
         return int(handle.read().strip())
 
 
+def link_exists(name):
+    return subprocess.run(["ip", "link", "show", name], capture_output=True, check=False).returncode == 0
+
+
 @pytest.fixture
 def node(tmp_path):
-    """A directory for one node's own engine; whatever the role starts there is stopped afterwards."""
-    base = "/run/mdt-%s" % uuid.uuid4().hex[:8]  # short: unix socket paths are limited to 107 bytes
+    """A directory and a bridge for one node's own engine; whatever the role starts there is stopped afterwards."""
+    unique = uuid.uuid4().hex[:8]
+    base = "/run/mdt-%s" % unique  # short: unix socket paths are limited to 107 bytes
+    bridge = "mdtb%s" % unique  # an interface name: at most 15 characters
     os.makedirs(base)
+    docker0 = link_exists("docker0")
+    subprocess.run(["ip", "link", "add", bridge, "type", "bridge"], check=True, capture_output=True)
     info = {
         "dir": base,
         "host": "unix://%s/docker.sock" % base,
@@ -69,7 +78,7 @@ def node(tmp_path):
             "docker_setup_daemon_json": base + "/daemon.json",
             "docker_setup_dockerd_log": base + "/dockerd.log",
             "docker_setup_dockerd_args": ["--data-root", base + "/data", "--exec-root", base + "/exec",
-                                          "--bridge=none", "--iptables=false", "--ip-masq=false",
+                                          "--bridge=" + bridge, "--iptables=false", "--ip-masq=false",
                                           "--ip-forward=false"],
             "docker_setup_install_engine": False,
             "docker_setup_gpu_vendor": "NONE",
@@ -89,11 +98,22 @@ def node(tmp_path):
     for mount in sorted(mounts, reverse=True):
         subprocess.run(["umount", "-l", mount], check=False)
     shutil.rmtree(base, ignore_errors=True)
+    subprocess.run(["ip", "link", "del", bridge], check=False, capture_output=True)
+    assert link_exists("docker0") == docker0, "the main engine's docker0 changed"
+    assert not link_exists(bridge)
 
 
 def play(extra, check=False):
     return run_playbook(PLAYBOOK, inventory="localhost,", extra_vars=dict(extra, ansible_connection="local"),
                         check=check)
+
+
+ENGINE = "Trust the registries, register the runtimes and keep the engine running"
+
+
+def engine(parsed):
+    """The docker_engine task's result."""
+    return task_results(parsed, ENGINE)["localhost"]
 
 
 def changed_tasks(parsed):
@@ -110,8 +130,8 @@ def test_background_engine_is_started_trusts_registries_and_is_reloaded_not_rest
                     docker_setup_insecure_registries=["registry.invalid:5000", "localhost:5000", "127.0.0.1:5000"])
     rc, parsed, log = play(settings)
     assert rc == 0, log
-    assert changed_tasks(parsed) == ["Write daemon.json", "Start dockerd detached, logging to %s/dockerd.log"
-                                     % node["dir"]]
+    assert changed_tasks(parsed) == [ENGINE] and engine(parsed)["actions"] == ["write", "start"]
+    assert engine(parsed)["service_mode"] == "background" and engine(parsed)["answering"] is True
     pid = read_pid(node["dir"] + "/docker.pid")
     with open(node["dir"] + "/daemon.json") as handle:
         assert json.load(handle) == {"insecure-registries": ["registry.invalid:5000"],
@@ -128,40 +148,44 @@ def test_background_engine_is_started_trusts_registries_and_is_reloaded_not_rest
     # Again: nothing to do, the running engine is reused.
     rc, parsed, log = play(settings)
     assert rc == 0 and changed_tasks(parsed) == [], log
-    assert read_pid(node["dir"] + "/docker.pid") == pid
+    assert engine(parsed)["actions"] == [] and read_pid(node["dir"] + "/docker.pid") == pid
 
     # Check mode predicts the change and touches nothing.
     more = dict(settings, docker_setup_insecure_registries=["registry.invalid:5000", "other.invalid:5001"])
     before = open(node["dir"] + "/daemon.json").read()
     rc, parsed, log = play(more, check=True)
-    assert rc == 0 and changed_tasks(parsed) == ["Write daemon.json"], log
+    assert rc == 0 and changed_tasks(parsed) == [ENGINE], log
+    assert engine(parsed)["actions"] == ["write", "reload"]
+    assert engine(parsed)["changed_keys"] == ["insecure-registries"]
     assert open(node["dir"] + "/daemon.json").read() == before
 
     # A new registry is applied with a reload: same process, containers keep running.
     runner = client.containers.run(BASE_IMAGE, ["sleep", "300"], detach=True, network_mode="none")
     rc, parsed, log = play(more)
     assert rc == 0, log
-    assert changed_tasks(parsed) == [
-        "Write daemon.json", "Reload the background dockerd (SIGHUP re-reads daemon.json; containers keep running)"]
+    assert changed_tasks(parsed) == [ENGINE] and engine(parsed)["actions"] == ["write", "reload"]
     assert read_pid(node["dir"] + "/docker.pid") == pid
     assert client.info()["RegistryConfig"]["IndexConfigs"]["other.invalid:5001"]["Secure"] is False
     runner.reload()
     assert runner.status == "running"
+    # the earlier file was kept as a backup next to the new one
+    assert [n for n in os.listdir(node["dir"]) if n.startswith("daemon.json.")] != []
 
     # A key Docker cannot reload is refused unless restarts are allowed ...
     restart = dict(more, docker_setup_daemon_options={"shutdown-timeout": 5, "storage-driver": "overlay2"})
+    written = open(node["dir"] + "/daemon.json").read()
     rc, parsed, log = play(restart)
     assert rc != 0
-    refused = task_results(parsed, "Refuse changes that need an engine restart unless restarts are allowed")
-    assert refused["localhost"]["msg"] == (
-        "Applying storage-driver in %s/daemon.json needs a restart of the Docker engine on localhost, which "
-        "stops running containers; set docker_setup_allow_restart: true to allow it." % node["dir"])
-    assert read_pid(node["dir"] + "/docker.pid") == pid
+    assert engine(parsed)["msg"] == (
+        "Applying storage-driver in %s/daemon.json needs a restart of the Docker engine, which stops running "
+        "containers; set allow_restart (docker_setup_allow_restart) to allow it." % node["dir"])
+    assert read_pid(node["dir"] + "/docker.pid") == pid and open(node["dir"] + "/daemon.json").read() == written
 
     # ... and then the engine is restarted with it.
     rc, parsed, log = play(dict(restart, docker_setup_allow_restart=True))
     assert rc == 0, log
-    assert "Stop dockerd" in changed_tasks(parsed)
+    assert engine(parsed)["actions"] == ["write", "restart"]
+    assert engine(parsed)["restart_keys"] == ["storage-driver"]
     new_pid = read_pid(node["dir"] + "/docker.pid")
     assert new_pid != pid and not os.path.exists("/proc/%d" % pid)
     assert docker.DockerClient(base_url=node["host"], timeout=30).info()["Driver"] == "overlay2"
@@ -170,7 +194,8 @@ def test_background_engine_is_started_trusts_registries_and_is_reloaded_not_rest
 def test_check_mode_on_a_node_without_a_running_engine_starts_nothing(node):
     rc, parsed, log = play(dict(node["vars"], docker_setup_insecure_registries=["registry.invalid:5000"]), check=True)
     assert rc == 0, log
-    assert changed_tasks(parsed) == ["Write daemon.json", "Report that dockerd would be started"]
+    assert changed_tasks(parsed) == [ENGINE] and engine(parsed)["actions"] == ["write", "start"]
+    assert engine(parsed)["answering"] is False
     assert sorted(os.listdir(node["dir"])) == []
 
 
@@ -179,18 +204,17 @@ def test_daemon_json_that_is_not_json_is_named(node):
         handle.write("{oops")
     rc, parsed, _log = play(node["vars"])
     assert rc != 0
-    failed = task_results(parsed, "Report a daemon.json that is not JSON")["localhost"]
-    assert failed["msg"] == "%s/daemon.json is not valid JSON; fix or remove it before running docker_setup." % (
-        node["dir"])
+    assert engine(parsed)["msg"] == (
+        "%s/daemon.json is not valid JSON; fix or remove it before running docker_setup." % node["dir"])
     assert not os.path.exists(node["dir"] + "/docker.pid")
 
 
 def test_engine_that_does_not_answer_on_tcp_is_reported(node):
     rc, parsed, _log = play(dict(node["vars"], docker_setup_docker_host="tcp://127.0.0.1:%d" % free_port()))
     assert rc != 0
-    failed = task_results(parsed, "Check that the engine can be started here")["localhost"]
+    failed = engine(parsed)
     assert failed["msg"].startswith("The Docker engine at tcp://127.0.0.1:")
-    assert "the role only starts engines that listen on a unix:// socket" in failed["msg"]
+    assert "only engines that listen on a unix:// socket are started here" in failed["msg"]
 
 
 def test_distribution_registry_runs_in_the_background_and_is_reused(node, tmp_path):
@@ -342,4 +366,13 @@ def test_bad_docker_host_is_named(node):
     rc, parsed, _log = play(dict(node["vars"], docker_setup_docker_host="/var/run/docker.sock"))
     assert rc != 0
     failed = task_results(parsed, "Check the settings")["localhost"]
-    assert "docker_host a unix:// or tcp:// URL (got /var/run/docker.sock)" in failed["msg"]
+    assert "docker_host must be a unix:// or tcp:// URL (got /var/run/docker.sock)" in failed["msg"]
+
+
+def test_a_dockerd_that_exits_at_once_is_named_with_its_log(node):
+    rc, parsed, _log = play(dict(node["vars"], docker_setup_dockerd_args=["--no-such-flag"]))
+    assert rc != 0
+    message = engine(parsed)["msg"]
+    assert message.startswith("dockerd (pid ") and message.index(
+        ") exited before the engine answered at %s; %s/dockerd.log ends: " % (node["host"], node["dir"])), message
+    assert "no-such-flag" in message

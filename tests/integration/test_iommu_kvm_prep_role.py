@@ -42,8 +42,10 @@ def test_role_reports_without_failing_when_asked():
 
 
 @pytest.mark.parametrize("extra, message", [
-    ({"iommu_kvm_prep_mode": "pci"}, "value of iommu_kvm_prep_mode must be one of: vfio, sriov, vgpu, got: pci"),
+    ({"iommu_kvm_prep_mode": "pci"}, "value of iommu_kvm_prep_mode must be one of: vfio, sriov, vgpu, none, got: pci"),
     ({"iommu_kvm_prep_vm_memory_mb": "lots"}, "iommu_kvm_prep_vm_memory_mb"),
+    ({"iommu_kvm_prep_checks": ["iommu"]}, "value of iommu_kvm_prep_checks must be one or more of: cpu_virtualization"),
+    ({"iommu_kvm_prep_vm_memory": "lots"}, "memory must be a size such as 8G or 8192M, not 'lots'."),
 ])
 def test_role_rejects_bad_input(extra, message):
     rc, _out, log = run_playbook(PLAYBOOK, extra_vars=extra)
@@ -63,3 +65,25 @@ def test_apply_mode_refuses_to_reboot_the_control_node(tmp_path):
     assert reboot.get("skipped") is True and not reboot.get("changed")
     if facts["reboot_required"]:
         assert facts["reboot_note"].endswith("refusing to reboot the control node; reboot it yourself.")
+
+
+def test_role_runs_the_checks_asked_for_with_sizes_and_old_size_names(tmp_path):
+    base = {"iommu_kvm_prep_fail": False, "iommu_kvm_prep_image_dir": str(tmp_path),
+            "iommu_kvm_prep_checks": ["memory_available"]}
+    for sizes, memory in (({"iommu_kvm_prep_vm_memory": "3G"}, 3072), ({"iommu_kvm_prep_vm_memory_mb": 2048}, 2048)):
+        rc, out, log = run_playbook(PLAYBOOK, extra_vars=dict(base, **sizes))
+        assert rc == 0, log
+        facts = task_results(out, "Facts set by the role")["localhost"]["msg"]
+        assert [c["name"] for c in facts["report"]] == ["memory_available"]
+        assert facts["report"][0]["detail"].endswith("for a %d MiB VM." % memory) or \
+            facts["report"][0]["detail"].endswith("the VM needs %d MiB (VFIO pins all guest memory)." % memory)
+
+
+def test_mode_none_checks_what_a_vm_without_passthrough_needs():
+    rc, out, log = run_playbook(PLAYBOOK, extra_vars={"iommu_kvm_prep_mode": "none", "iommu_kvm_prep_fail": False,
+                                                      "iommu_kvm_prep_network_type": "user"})
+    assert rc == 0, log
+    facts = task_results(out, "Facts set by the role")["localhost"]["msg"]
+    assert [c["name"] for c in facts["report"]] == ["libvirt_reachable", "vm_tools", "base_image", "memory_available",
+                                                    "disk_space", "libvirt_network"]
+    assert [c["status"] for c in facts["report"]][2:] == ["skip", "pass", "pass", "skip"]

@@ -159,3 +159,32 @@ def test_documentation_renders_from_the_installed_collection(args, expected):
     assert proc.returncode == 0, proc.stderr
     for text in expected:
         assert text in proc.stdout
+
+
+def test_report_options_reach_the_module_and_relative_paths_follow_the_working_directory(tmp_path):
+    extra_vars = {"node_results": {"node1": node_rows("node1")}, "models": MODELS, "out": "relative/results",
+                  "result_collection_report_options": {"csv_name": "merged.csv", "html": False, "title": "t"}}
+    rc, parsed, log = run_playbook(os.path.join(HERE, "result_collection.yml"),
+                                   inventory=inventory(tmp_path, nodes=("node1",)), extra_vars=extra_vars,
+                                   cwd=str(tmp_path))
+    assert rc == 0, log
+    report = task_results(parsed, "Merge the rows into one CSV and write the HTML report")["localhost"]
+    out = tmp_path / "relative" / "results"
+    assert report["csv_path"] == str(out / "merged.csv") and report.get("html_path") is None
+    assert sorted(os.listdir(out)) == ["merged.csv"] and len(read_rows(out / "merged.csv")) == 6
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"csv_nmae": "x.csv"}, "result_collection_report_options on localhost: unknown key(s) csv_nmae "
+                            "(rocm.madengine.madengine_report takes: "),
+    ({"hosts": ["node1"]}, "result_collection_report_options on localhost: the role sets hosts itself"),
+])
+def test_bad_report_options_are_named_before_anything_is_written(tmp_path, options, message):
+    extra_vars = {"node_results": {"node1": node_rows("node1")}, "models": MODELS, "out": str(tmp_path / "r"),
+                  "result_collection_report_options": options}
+    rc, parsed, log = run_playbook(os.path.join(HERE, "result_collection.yml"),
+                                   inventory=inventory(tmp_path, nodes=("node1",)), extra_vars=extra_vars)
+    assert rc != 0
+    failed = task_results(parsed, "Check result_collection_report_options")["localhost"]
+    assert failed["msg"].startswith(message), log
+    assert not (tmp_path / "r").exists()

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 import uuid
 
@@ -22,6 +23,8 @@ import pytest
 from conftest import REGISTRY, SAMPLE_MAD, run_module, run_playbook
 from docker_helpers import delete_repositories, remove_labelled_images
 from fake_gpu_sysfs import FakeGpuSysfs, fake_amd_smi, fake_devices, fake_nvidia_smi
+from node_engines import node_engines
+from secret_scan import files_holding, files_since
 
 from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.rows import COLUMNS, MADENGINE_COLUMNS
 from ansible_collections.rocm.madengine.plugins.modules import madengine_build, madengine_run
@@ -361,48 +364,34 @@ def test_skip_model_run_and_check_mode_run_nothing(built, tmp_path, api):
 
 # ---- a node with its own engine -------------------------------------------------------------------
 
+def link_exists(name):
+    return subprocess.run(["ip", "link", "show", name], capture_output=True, check=False).returncode == 0
+
+
 @pytest.fixture(scope="module")
 def node_engine():
-    """A second dockerd with its own image store, like a GPU node that never saw the images."""
-    base = "/tmp/mn-%s" % SESSION
-    os.makedirs(base)
-    sock = "unix://%s/docker.sock" % base
-    log = open(os.path.join(base, "dockerd.log"), "wb")
-    proc = subprocess.Popen(["dockerd", "--data-root", base + "/data", "--exec-root", base + "/exec", "--pidfile",
-                             base + "/docker.pid", "-H", sock, "--bridge=none", "--iptables=false", "--ip-masq=false",
-                             "--ip-forward=false"], stdout=log, stderr=subprocess.STDOUT)
-    client = None
-    try:
-        for _attempt in range(120):
-            try:
-                client = docker.APIClient(base_url=sock, version="auto", timeout=30)
-                client.version()
-                break
-            except (docker.errors.DockerException, OSError):
-                time.sleep(0.25)
-        else:
-            pytest.fail("the node dockerd did not start: %s" % open(os.path.join(base, "dockerd.log")).read())
-        yield {"host": sock, "api": client}
-    finally:
-        if client is not None:
-            for container in client.containers(all=True):
-                client.remove_container(container["Id"], force=True)
-            client.close()
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-        with open("/proc/self/mounts") as mounts:
-            for target in sorted((line.split()[1] for line in mounts if " %s/" % base in line), reverse=True):
-                subprocess.run(["umount", "-l", target], check=False)
-        shutil.rmtree(base, ignore_errors=True)
+    """A second dockerd with its own image store and bridge, like a GPU node that never saw the images."""
+    assert link_exists("docker0"), "the main engine's docker0 is missing before the test"
+    with node_engines("/tmp/mn-%s-" % SESSION, ["node"]) as started:
+        engine = started["node"]
+        with engine.api() as client:
+            yield {"host": engine.host, "api": client, "bridge": engine.bridge}
+    assert link_exists("docker0"), "the node engine removed the main engine's docker0"
+    assert not link_exists(engine.bridge), "the node engine's bridge %s was left behind" % engine.bridge
 
 
 def test_a_node_engine_pulls_from_the_registry(built, tmp_path, node_engine):
     api = node_engine["api"]
+    # the node's engine has a bridge of its own; the main engine keeps docker0 (and its default network works)
+    assert link_exists("docker0") and link_exists(node_engine["bridge"])
+    main = docker.APIClient(base_url=DOCKER_HOST, version="auto", timeout=60)
+    probe = main.create_container(REGISTRY + "/mad-base:busybox", ["true"])
+    try:
+        main.start(probe)
+        assert main.wait(probe, timeout=60)["StatusCode"] == 0
+    finally:
+        main.remove_container(probe, force=True)
+        main.close()
     assert api.images() == []
     entry = built["document"]["built_images"][PREFIX + "dummy_cpu.ubuntu"]
     first = run(built, tmp_path, tags=["dummy", "dummy_multi"], docker_host=node_engine["host"])
@@ -466,4 +455,31 @@ def test_playbook_per_model_with_credentials_and_data_keeps_secrets_out(built, t
     for secret in (PROBE_SECRET, PROBE_USER):
         for text in written:
             assert secret not in text
+    assert session_containers(api) == []
+
+
+def test_credentials_option_reaches_the_container_and_no_output_or_file(built, tmp_path, api):
+    """credential.json's content as data (no file on the node): the model's cred reaches its container, and
+    neither the -vvv output nor any file written meanwhile holds a value (pipelining keeps Ansible's own copy
+    of the module arguments off the disk)."""
+    results_dir = tmp_path / "creds-option"
+    extra_vars = {"manifest_path": built["manifest"], "run_id": PREFIX + "cred", "results_dir": str(results_dir),
+                  "credentials": {"PROBE": {"username": PROBE_USER, "password": PROBE_SECRET}},
+                  "data_config": str(built["mad"] / "data.json"), "sysfs_root": cpu_node(tmp_path),
+                  "models": ["probe"]}
+    started = time.time()
+    rc, _parsed, log = run_playbook(PLAYBOOK, args=("-vvv",), extra_vars=extra_vars,
+                                    env={"ANSIBLE_STDOUT_CALLBACK": "default", "ANSIBLE_PIPELINING": "1",
+                                         "ANSIBLE_INJECT_INVOCATION": "1"})
+    assert rc == 0, log
+    with open(results_dir / "perf.csv", newline="") as handle:
+        (probe,) = list(csv.DictReader(handle))
+    assert probe["model"] == "probe" and probe["status"] == "SUCCESS"
+    assert "user=******** secret=********" in open(probe["log_path"]).read()  # reached the container, masked
+    assert "PROBE_PASSWORD=********" in log
+    written = [p for root in (str(tmp_path), tempfile.gettempdir(), os.path.expanduser("~/.ansible"))
+               for p in files_since(root, started) if p != built["creds"]]
+    assert probe["log_path"] in written and str(results_dir / "perf.csv") in written
+    assert PROBE_SECRET not in log and PROBE_USER not in log
+    assert files_holding((PROBE_SECRET, PROBE_USER), written) == []
     assert session_containers(api) == []

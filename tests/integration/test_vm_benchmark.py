@@ -10,7 +10,8 @@ controller (main engine, local registry); each node engine pulls from the regist
 
 1. two nodes, passthrough none (CPU-only VMs): build, two real VMs booted and removed, rows, merged CSV + HTML;
 2. --check: everything planned, nothing created;
-   bad settings (a relative base image, a bad VM name, unknown option keys, a bad choice) are named first;
+   bad settings (a relative base image, a bad VM name, unknown option keys, an option the role sets, a value of the
+   wrong type, a bad choice) are named first, each with its node;
 3. faults: the VM start fails (a hostdev on a host without VFIO) on one node and the wait times out on the other;
 4. the play is interrupted (SIGTERM to ansible-playbook's process group) while a model runs in the VM: the next
    run removes what was left, a preserve run keeps its VM, and the vm_cleanup entry point removes it;
@@ -202,12 +203,24 @@ def test_every_node_runs_its_models_in_its_own_vm_and_is_left_clean(first, site,
 
     # the engines answered, so docker_setup was not applied in the VMs
     pings = task_results(out, "Ask the VM's Docker engine whether it answers")
-    assert all(pings[n]["status"] == 200 for n in NODES)
+    assert all(pings[n]["rc"] == 0 and pings[n]["cmd"][:2] == ["docker", "--host"] for n in NODES)
     assert all(r.get("skipped") for r in task_results(out, "Prepare Docker in the VM (docker_setup)").values())
-    # the node was validated (iommu_kvm_prep) before anything was created: a CPU-only VM needs libvirt and QEMU
-    assert all(r["changed"] is False for r in task_results(out, "Check what a VM without passthrough needs").values())
+    # the node was validated (iommu_kvm_prep) before anything was created: a CPU-only VM needs only the six checks of
+    # a VM without passthrough (the network check skips user-mode networking)
     report = task_results(out, "Run the IOMMU, KVM, VFIO and libvirt checks")
-    assert all([c["status"] for c in report[n]["checks"] if c["name"] == "libvirt"] == ["pass"] for n in NODES)
+    for node in NODES:
+        assert [(c["name"], c["status"]) for c in report[node]["checks"]] == [
+            ("libvirt_reachable", "pass"), ("vm_tools", "pass"), ("base_image", "pass"), ("memory_available", "pass"),
+            ("disk_space", "pass"), ("libvirt_network", "skip")], report[node]["report"]
+    # the VM's inventory host came from madengine_vm (inventory_host), with madengine_vm_host_vars over it
+    added = task_results(out, "Add the VMs to the inventory (group madengine_vms)")
+    items = [item["add_host"] for result in added.values() for item in result["results"]]
+    assert sorted(i["host_name"] for i in items) == sorted(vm_name(n) for n in NODES)
+    for item in items:
+        node = item["host_vars"]["madengine_vm_node"]
+        assert item["groups"] == ["madengine_vms"] and item["host_vars"]["ansible_connection"] == "local"
+        assert item["host_vars"]["madengine_vm_uuid"] == started[node]["uuid"]
+        assert item["host_vars"]["madengine_docker_host"] == site["engines"][node].host
 
     # before the run nothing was there to remove; after it everything was removed and checked
     removals = [t for p in out["plays"] for t in p["tasks"] if t["task"]["name"].endswith(REMOVE)]
@@ -249,31 +262,63 @@ def test_check_mode_plans_everything_and_creates_nothing(first, site, tmp_path):
 # ---- bad settings are named before anything starts -------------------------------------------------
 
 def test_bad_vm_settings_are_named_before_anything_starts(site, tmp_path):
+    """Each node's bad setting fails that node, named with it, before any VM, binding or file exists."""
     node, other = NODES
+    keys, types, choice = node + "keys", node + "types", other
     dirs = make_dirs(tmp_path)
+    local = {"ansible_connection": "local", "madengine_docker_host": site["engines"][node].host}
     nodes = {
-        node: {"madengine_vm_base_image": "images/base.qcow2", "madengine_vm_name": "bad name!",
-               "madengine_vm_options": tiny_guest(dirs, boot_timout=5),
+        node: {"madengine_vm_base_image": "images/base.qcow2", "madengine_vm_name": "bad name!"},
+        keys: {"madengine_vm_options": tiny_guest(dirs, boot_timout=5), "madengine_vm_host_vars": local,
                "madengine_vm_passthrough_options": {"numvfs": 2}},
-        other: {"madengine_vm_passthrough": "gpu"},
+        types: {"madengine_vm_options": tiny_guest(dirs, memory="8G", retries="many"), "madengine_vm_host_vars": local,
+                "madengine_vm_passthrough_options": {"group_policy": "always"}},
+        choice: {"madengine_vm_passthrough": "gpu"},
     }
     inventory, dirs = write_inventory(site, tmp_path, nodes)
     run = vm_benchmark(inventory, check=True)
     assert run["rc"] != 0, run["log"]
-    message = " ".join(task_results(run["out"], "Check the VM settings")[node]["msg"].split())
-    assert "needs madengine_vm_base_image, the absolute path of the VM's qcow2 base image on the node " \
+    settings = task_results(run["out"], "Check that the build host published a build and the VM settings")
+    message = " ".join(settings[node]["msg"].split())
+    assert "needs a build published by the build host" in message
+    assert "madengine_vm_base_image, the absolute path of the VM's qcow2 base image on the node " \
            "('images/base.qcow2')" in message, message
     assert "a madengine_vm_name of 1-63 letters" in message and "('bad name!')" in message
-    assert "(unknown: madengine_vm_options.boot_timout, madengine_vm_passthrough_options.numvfs;" in message
+    checked = task_results(run["out"], "Check madengine_vm_options and madengine_vm_passthrough_options against the "
+                                       "options of their modules")
+    assert node not in checked  # it failed before
+    msgs = dict((h, [r["msg"] for r in checked[h]["results"]]) for h in (keys, types))
+    assert msgs[keys][0].startswith("madengine_vm_options on %s: unknown key(s) boot_timout "
+                                    "(rocm.madengine.madengine_vm takes: " % keys), msgs[keys]
+    assert msgs[keys][1].startswith("madengine_vm_passthrough_options on %s: unknown key(s) numvfs "
+                                    "(rocm.madengine.gpu_passthrough takes: " % keys), msgs[keys]
+    assert "boot_timeout" in msgs[keys][0] and "memory" not in msgs[keys][0].split("takes:")[1].split(", ")
+    assert msgs[types][0].startswith("madengine_vm_options on %s: the role sets memory itself; " % types)
+    assert "retries" in msgs[types][0] and "int" in msgs[types][0], msgs[types]
+    assert msgs[types][1].startswith("madengine_vm_passthrough_options on %s: " % types)
+    assert "group_policy" in msgs[types][1] and "fail, bind, ignore" in msgs[types][1], msgs[types]
     # a bad choice is named by the entry point's argument specs
-    failures = [(task["task"]["name"], task["hosts"][other]["msg"]) for play in run["out"]["plays"]
-                for task in play["tasks"] if task["hosts"].get(other, {}).get("failed")]
+    failures = [(task["task"]["name"], task["hosts"][choice]["msg"]) for play in run["out"]["plays"]
+                for task in play["tasks"] if task["hosts"].get(choice, {}).get("failed")]
     assert len(failures) == 1, run["log"]
     name, msg = failures[0]
     assert "Validating arguments against arg spec 'vm_node'" in name
     assert "madengine_vm_passthrough" in msg and "gpu" in msg and "vfio, sriov, vgpu, none" in msg, msg
-    assert task_results(run["out"], START) == {}
-    assert domains(site["conn"], [vm_name(n) for n in NODES]) == [] and files(dirs) == []
+    assert task_results(run["out"], START) == {} and task_results(run["out"], REMOVE) == {}
+    assert domains(site["conn"], [vm_name(n) for n in nodes]) == [] and files(dirs) == []
+
+
+def test_unknown_host_vars_of_the_vm_are_named_by_the_argument_specs(site, tmp_path):
+    node = NODES[0]
+    inventory, dirs = write_inventory(site, tmp_path, {node: {"madengine_vm_host_vars": {
+        "ansible_connection": "local", "madengine_docker_host": site["engines"][node].host, "ansible_hots": "x"}}})
+    run = vm_benchmark(inventory, check=True)
+    assert run["rc"] != 0, run["log"]
+    failed = [task["hosts"][node]["msg"] for play in run["out"]["plays"] for task in play["tasks"]
+              if task["hosts"].get(node, {}).get("failed")]
+    assert len(failed) == 1 and "madengine_vm_host_vars.ansible_hots" in failed[0], run["log"]
+    assert "Supported parameters include: ansible_become" in failed[0] and "madengine_docker_host" in failed[0]
+    assert task_results(run["out"], START) == {} and files(dirs) == []
 
 
 # ---- 3. faults: the start fails, the wait times out -----------------------------------------------
@@ -423,7 +468,8 @@ def test_passthrough_hands_the_gpus_to_the_vm_and_a_tree_that_refuses_writes_is_
         root = trees[node].root
         return {
             "madengine_vm_passthrough": "vfio", "madengine_vm_gpu_ids": GPU, "madengine_vm_uri": uri,
-            "madengine_vm_passthrough_options": {"sysfs_root": root, "state_dir": str(tmp_path / ("pt-" + node)),
+            # host_root, and its older name sysfs_root, reach both modules through the option dicts
+            "madengine_vm_passthrough_options": {"host_root": root, "state_dir": str(tmp_path / ("pt-" + node)),
                                                  "load_modules": False, "timeout": 2},
             "madengine_vm_options": {"sysfs_root": root, "image_dir": str(dirs["images"]),
                                      "state_dir": str(dirs["state"]), "log_dir": str(dirs["logs"]), "retry_delay": 0},
@@ -462,13 +508,13 @@ def test_passthrough_hands_the_gpus_to_the_vm_and_a_tree_that_refuses_writes_is_
     assert sorted((r["host"], r["model"], r["status"], r["vm_id"]) for r in rows) == sorted([
         (bound, "dummy", "SUCCESS", started["uuid"]), (stuck, "dummy", "FAILURE", ""),
         (held, "dummy", "SKIPPED", task_results(out, START)[held]["uuid"])])
-    restored = task_results(out, "Give the GPUs back to their drivers, then read what passthrough still records "
-                                 "(gpu_passthrough)")[bound]["results"]
-    assert [(r["item"], r.get("failed", False)) for r in restored] == [("absent", False), ("query", False)]
-    assert restored[1]["clean"] is True and restored[1]["state_files"] == []
-    # docker_setup ran in the VM, and so did its handler (the engine re-read its configuration)
-    reload = task_results(out, "Reload the background dockerd (SIGHUP re-reads daemon.json; containers keep running)")
-    assert reload[bound]["_ansible_delegated_vars"]["ansible_delegated_host"] == vm_name(bound)
+    restored = task_results(out, "Give the GPUs back to their drivers (gpu_passthrough absent)")[bound]
+    assert restored["clean"] is True and restored["leftovers"] == [] and not restored.get("failed")
+    assert [d["bdf"] for d in restored["devices"]] == [GPU] and restored["devices"][0]["current_driver"] == "vfio-pci"
+    # docker_setup ran in the VM, and its engine re-read its configuration (a reload)
+    engine_setup = task_results(out, "Trust the registries, register the runtimes and keep the engine running")
+    assert engine_setup[bound]["_ansible_delegated_vars"]["ansible_delegated_host"] == vm_name(bound)
+    assert engine_setup[bound]["actions"] == ["write", "reload"]
     assert json.loads((tmp_path / "vm-daemon.json").read_text()) == {"labels": ["madengine-vm-test=" + SESSION]}
 
     # stuck: the first write failed, nothing was changed, the cleanup ran and found nothing, the node failed
@@ -486,7 +532,8 @@ def test_passthrough_hands_the_gpus_to_the_vm_and_a_tree_that_refuses_writes_is_
     # held: the VM was removed but its GPU's group is still held, so the GPU was not given back and the node fails
     left = task_results(out, CLEAN)[held]
     assert left["failed"] and left["msg"].startswith("%s is not clean after the run: " % held)
-    assert "/dev/vfio/40" in left["msg"] and "4242" in left["msg"], left["msg"]
+    assert "/dev/vfio/40 (IOMMU group of 0000:83:00.0) is still open by PID 4242" in left["msg"], left["msg"]
+    assert "0000:83:00.0 was not given back: /dev/vfio/40 (its IOMMU group) is still open by PID 4242" in left["msg"]
     assert "the GPU state file %s" % (tmp_path / ("pt-" + held) / (GPU + ".json")) in left["msg"]
     assert out["stats"][held]["failures"] == 1
     # once the holder is gone, the vm_cleanup entry point gives the GPU back
@@ -497,3 +544,46 @@ def test_passthrough_hands_the_gpus_to_the_vm_and_a_tree_that_refuses_writes_is_
     holder = os.path.join(trees[held].root, "proc", "4242") + os.sep
     assert tree_state(trees[held].root) == dict((p, v) for p, v in before[held].items() if not p.startswith(holder))
     assert files(dirs) == []
+
+
+# ---- a new module option needs no role change -------------------------------------------------------
+
+def test_a_new_option_of_gpu_passthrough_reaches_it_from_the_option_dict_without_a_role_change(tmp_path):
+    """A copy of the collection whose gpu_passthrough has one more option (it only warns with its value): the
+    vm_cleanup entry point hands madengine_vm_passthrough_options to it unchanged, roles untouched. The same
+    variable against the collection as shipped is refused, naming the key, before the node is touched."""
+    copy = tmp_path / "cols" / "ansible_collections" / "rocm" / "madengine"
+    shutil.copytree(COLLECTION_DIR, copy, ignore=shutil.ignore_patterns(".git", "tests", "__pycache__", "benchmarks"))
+    module = copy / "plugins" / "modules" / "gpu_passthrough.py"
+    text = module.read_text()
+    text = text.replace("options:\n  state:\n", "options:\n  note:\n    description: A note the module repeats as a "
+                        "warning.\n    type: str\n  state:\n", 1)
+    text = text.replace("        argument_spec=dict(\n",
+                        "        argument_spec=dict(\n            note=dict(type='str'),\n", 1)
+    text = text.replace("    run(module)\n", "    if module.params['note']:\n        module.warn('note: ' + "
+                        "module.params['note'])\n    run(module)\n", 1)
+    module.write_text(text)
+    kernel = FakeKernel(str(tmp_path / "host"))
+    dirs = make_dirs(tmp_path)
+    playbook = tmp_path / "cleanup.yml"
+    playbook.write_text(
+        "---\n- name: Remove what VM runs left\n  hosts: all\n  gather_facts: false\n  tasks:\n"
+        "    - name: Remove the VM and give the GPUs back\n      ansible.builtin.import_role:\n"
+        "        name: rocm.madengine.madengine\n        tasks_from: vm_cleanup\n")
+    extra = {"madengine_vm_uri": private_uri(tmp_path), "madengine_vm_passthrough": "vfio",
+             "madengine_vm_options": {"image_dir": str(dirs["images"]), "state_dir": str(dirs["state"]),
+                                      "log_dir": str(dirs["logs"])},
+             "madengine_vm_passthrough_options": {"note": "reached", "host_root": kernel.root,
+                                                  "state_dir": str(tmp_path / "pt")}}
+    paths = os.pathsep.join([str(tmp_path / "cols"), os.environ.get("MADCI_DEPS", "/opt/madci/collections")])
+    rc, out, log = run_playbook(str(playbook), inventory="node1,", extra_vars=dict(extra, ansible_connection="local"),
+                                env={"ANSIBLE_COLLECTIONS_PATH": paths})
+    assert rc == 0, log
+    given_back = task_results(out, "Give the GPUs back to their drivers (gpu_passthrough absent)")["node1"]
+    assert "note: reached" in given_back["warnings"] and given_back["leftovers"] == []
+    assert (tmp_path / "pt").exists() is False  # nothing was recorded, so nothing was restored
+    # the collection as shipped has no such option: the module refuses the key before it touches the node
+    rc, out, log = run_playbook(str(playbook), inventory="node1,", extra_vars=dict(extra, ansible_connection="local"))
+    assert rc != 0, log
+    left = task_results(out, "Check that nothing of the VM is left")["node1"]["msg"]
+    assert "Unsupported parameters for (rocm.madengine.gpu_passthrough) module: note." in left, left

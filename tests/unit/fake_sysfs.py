@@ -334,7 +334,7 @@ class FakeKernel(object):
 
     # ---------------------------------------------------------------- the writer
     def write(self, path, value):
-        """Replacement for ``_sysfs.write_attr``: one write() to a sysfs attribute."""
+        """Replacement for ``hostfs.write_attr``: one write() to a sysfs attribute."""
         index = self.writes
         self.writes += 1
         self.log.append(("write", "/" + os.path.relpath(path, self.root), value))
@@ -464,7 +464,7 @@ class FakeKernel(object):
 
     # ---------------------------------------------------------------- commands
     def run_command(self, module, argv, timeout):
-        """Replacement for ``_sysfs.run_command``: modprobe and sriov-manage."""
+        """Replacement for ``hostfs.run_command``: modprobe and sriov-manage."""
         self.log.append(("command", list(argv)))
         fault = self.faults.get(("command", argv[0]))
         if fault is not None:
@@ -614,21 +614,21 @@ def consumer_host(root):
 @contextlib.contextmanager
 def installed(kernel):
     """Route the collection's two host edges (sysfs writes, commands) to ``kernel``."""
-    from ansible_collections.rocm.madengine.plugins.module_utils.host import sysfs as _sysfs
-    saved = (_sysfs.write_attr, _sysfs.run_command)
-    _sysfs.write_attr = kernel.write
-    _sysfs.run_command = kernel.run_command
+    from ansible_collections.rocm.madengine.plugins.module_utils.host import hostfs as _hostfs
+    saved = (_hostfs.write_attr, _hostfs.run_command)
+    _hostfs.write_attr = kernel.write
+    _hostfs.run_command = kernel.run_command
     try:
         yield kernel
     finally:
-        _sysfs.write_attr, _sysfs.run_command = saved
+        _hostfs.write_attr, _hostfs.run_command = saved
         kernel.cancel_hangs()
 
 
 def engine(kernel, state_dir, **options):
     """A passthrough engine on the kernel's tree, running commands through the same edge as the module."""
-    from ansible_collections.rocm.madengine.plugins.module_utils.host import passthrough as _passthrough
-    from ansible_collections.rocm.madengine.plugins.module_utils.host import sysfs as _sysfs
+    from ansible_collections.rocm.madengine.plugins.module_utils.host import hostfs as _hostfs
+    from ansible_collections.rocm.madengine.plugins.module_utils.host.passthrough.engine import Passthrough
     options.setdefault("timeout", 2)
-    return _passthrough.Passthrough(_sysfs.Sysfs(kernel.root), str(state_dir),
-                                    run=lambda argv, timeout: _sysfs.run_command(None, argv, timeout), **options)
+    return Passthrough(_hostfs.HostFs(kernel.root), str(state_dir),
+                       run=lambda argv, timeout: _hostfs.run_command(None, argv, timeout), **options)

@@ -1,15 +1,18 @@
 """Simulated GPU nodes for tests and benchmarks: one extra dockerd per node.
 
 Each engine has its own data root, exec root, pid file and socket under a base directory of its own,
-and ``--bridge=none`` (the main engine owns docker0), so every node keeps its own image store and
+and a bridge of its own (the main engine owns docker0), so every node keeps its own image store and
 really pulls from the registry.  Containers use the host network (as madengine runs them), and the
 daemons sit in the host's network namespace, so ``localhost:5000`` is the registry for all of them.
-The main engine and its socket are never touched.
+The main engine, its socket and docker0 are never touched: a daemon started with ``--bridge=none``
+in this namespace would delete docker0 under the main engine, so each gets a pre-created bridge,
+removed with the engine.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import subprocess
@@ -22,17 +25,21 @@ class NodeEngine(object):
     def __init__(self, base):
         self.base = base
         self.host = "unix://%s/docker.sock" % base
+        # an interface name (at most 15 characters) unique to the base directory
+        self.bridge = "mdn" + hashlib.sha256(base.encode()).hexdigest()[:11]
         self.proc = None
         self._log = None
 
     def launch(self):
         """Start dockerd without waiting for it (see wait)."""
         os.makedirs(self.base, exist_ok=True)
+        if subprocess.run(["ip", "link", "show", self.bridge], capture_output=True, check=False).returncode != 0:
+            subprocess.run(["ip", "link", "add", self.bridge, "type", "bridge"], capture_output=True, check=True)
         self._log = open(os.path.join(self.base, "dockerd.log"), "ab")
         self.proc = subprocess.Popen(
             ["dockerd", "--data-root", self.base + "/data", "--exec-root", self.base + "/exec",
-             "--pidfile", self.base + "/docker.pid", "-H", self.host, "--bridge=none", "--iptables=false",
-             "--ip-masq=false", "--ip-forward=false"],
+             "--pidfile", self.base + "/docker.pid", "-H", self.host, "--bridge=" + self.bridge,
+             "--iptables=false", "--ip-masq=false", "--ip-forward=false"],
             stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def wait(self, timeout=60):
@@ -101,6 +108,7 @@ class NodeEngine(object):
         for target in sorted(targets, reverse=True):
             subprocess.run(["umount", "-l", target], check=False)
         shutil.rmtree(self.base, ignore_errors=True)
+        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True, check=False)
 
     def log_tail(self, lines=20):
         try:

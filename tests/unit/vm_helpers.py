@@ -50,7 +50,7 @@ def vm_dirs(tmp_path):
 
 
 def fake_host(root, kvm=False, gpus=None, hugepages=None):
-    """A host tree for ``sysfs_root``: /proc/cpuinfo, /sys/module, /dev/kvm, PCI devices, huge pages.
+    """A host tree for ``host_root``: /proc/cpuinfo, /sys/module, /dev/kvm, PCI devices, huge pages.
 
     ``gpus`` maps a BDF to ``dict(numa_node=, local_cpulist=, iommu_group=)``.
     """
@@ -62,7 +62,8 @@ def fake_host(root, kvm=False, gpus=None, hugepages=None):
     os.makedirs(os.path.join(root, "dev"), exist_ok=True)
     if kvm:
         os.makedirs(os.path.join(root, "sys", "module", "kvm_intel"), exist_ok=True)
-        open(os.path.join(root, "dev", "kvm"), "w").close()
+        # a character device that opens read-write, as /dev/kvm must be
+        os.symlink("/dev/null", os.path.join(root, "dev", "kvm"))
     for bdf, info in (gpus or {}).items():
         dev = os.path.join(root, "sys", "bus", "pci", "devices", bdf)
         os.makedirs(dev, exist_ok=True)
@@ -106,8 +107,8 @@ def module_args(tmp_path, **overrides):
         log_dir=str(dirs["logs"]),
         retry_delay=0.0,
     )
-    if "sysfs_root" not in overrides:
-        args["sysfs_root"] = fake_host(str(tmp_path / "host"))
+    if "host_root" not in overrides and "sysfs_root" not in overrides:
+        args["host_root"] = fake_host(str(tmp_path / "host"))
     args.update(overrides)
     return args
 
@@ -130,7 +131,7 @@ def spec_params(tmp_path, **overrides):
         recreate=False, stop_timeout=60, verify_clean=True, keep_logs=False, domain_type="auto", firmware="efi",
         machine="q35", cpu_pinning="auto", hugepages=False, hugepage_size="1G", maxphysaddr="passthrough",
         network="default", network_type="network", kernel=None, initrd=None, kernel_args=None, disk_cache="none",
-        run_id=None, sweep=None, disk_size=None,
+        run_id=None, sweep=None, disk_size=None, passthrough={}, inventory={},
     )
     params.update(module_args(tmp_path, **overrides))
     return params

@@ -24,13 +24,33 @@ from __future__ import annotations
 
 import os
 
-from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError, load_json_file
+from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError, leaf_values, load_json_file
 
 DOCKERHUB_NAMES = ("", "docker.io", "dockerhub", "index.docker.io", "registry-1.docker.io")
 DOCKERHUB_ENV = (("MAD_DOCKERHUB_USER", "username"), ("MAD_DOCKERHUB_PASSWORD", "password"),
                  ("MAD_DOCKERHUB_REPO", "repository"))
 MAD_SECRETS_MARKER = "MAD_SECRETS"
 _SECRET_FIELD_MARKERS = ("PASSWORD", "TOKEN", "SECRET", "KEY")
+# Fields that name an account or a place, not a secret: masked wherever they appear, they would garble results.
+PUBLIC_FIELDS = ("username", "user", "repository", "repo")
+
+
+def document_secrets(document):
+    """The values of a credential.json document that results must never show: all but PUBLIC_FIELDS."""
+    values = []
+
+    def walk(value, field):
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, str(key).lower())
+        elif isinstance(value, list):
+            for item in value:
+                walk(item, field)
+        elif field not in PUBLIC_FIELDS:
+            values.extend(leaf_values(value))
+
+    walk(document or {}, None)
+    return values
 
 
 def registry_key(registry):
@@ -53,9 +73,12 @@ class RegistryAuth(object):
 
 
 class Credentials(object):
-    def __init__(self, entries=None, source=None, environ=None):
+    """The entries of a credential.json; ``source`` is the file, ``origin`` names other sources in messages."""
+
+    def __init__(self, entries=None, source=None, environ=None, origin=None):
         self.entries = dict(entries or {})
         self.source = source
+        self.origin = origin or ("credential_file %s" % source if source else None)
         environ = os.environ if environ is None else environ
         overrides = dict((field, environ[var]) for var, field in DOCKERHUB_ENV if environ.get(var))
         if overrides:
@@ -65,7 +88,14 @@ class Credentials(object):
         self.env_secrets = dict((k, v) for k, v in environ.items() if MAD_SECRETS_MARKER in k and v)
 
     @classmethod
-    def load(cls, path=None, environ=None):
+    def load(cls, path=None, environ=None, document=None):
+        """From the content of a credential.json (``document``, never written anywhere), the file ``path``, or
+        neither (then only the environment's MAD_DOCKERHUB_* and MAD_SECRETS* values)."""
+        if document is not None:
+            if not isinstance(document, dict):
+                raise MadengineError("The credentials option must be an object keyed by credential name, as in "
+                                     "credential.json.")
+            return cls(document, environ=environ, origin="the credentials option")
         if not path:
             return cls(environ=environ)
         document = load_json_file(path, "credential_file")
@@ -74,7 +104,7 @@ class Credentials(object):
         return cls(document, path, environ=environ)
 
     def _where(self):
-        return "credential_file %s" % self.source if self.source else "the credentials"
+        return self.origin or "the credentials"
 
     def _entry(self, key, purpose):
         entry = self.entries.get(key)
@@ -121,7 +151,7 @@ class Credentials(object):
         cred = model.get("cred") or ""
         if not cred:
             return {}
-        if not self.source and cred not in self.entries:
+        if not self.origin and cred not in self.entries:
             raise MadengineError("Model '%s' needs credential '%s', but no credential_file was given."
                                  % (model.get("name"), cred))
         entry = self.entries.get(cred)

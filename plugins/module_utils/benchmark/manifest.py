@@ -54,6 +54,21 @@ def check_writable(path, what):
         raise MadengineError("%s %s cannot be written: permission denied." % (what, path))
 
 
+def prepare_output(path, what):
+    """Fail with a sentence unless a file can be written at ``path``; its directory is made when missing."""
+    directory = os.path.dirname(os.path.abspath(path))
+    probe = directory
+    while probe and not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if probe != directory and os.path.isdir(probe):
+        try:
+            os.makedirs(directory)
+        except OSError as exc:
+            raise MadengineError("%s %s cannot be written: directory %s cannot be created: %s."
+                                 % (what, path, directory, exc.strerror or exc))
+    check_writable(path, what)
+
+
 def check_directory(path, what, create=True):
     """Fail with a sentence unless ``path`` is a writable directory (created when ``create``)."""
     if os.path.exists(path) and not os.path.isdir(path):

@@ -499,8 +499,26 @@ def to_html(report, title, run_id):
     if report.missing_hosts:
         out.append('<p class="FAILURE">No results from: %s</p>' % _esc(", ".join(report.missing_hosts)))
 
-    # Nodes
-    out.append("<h2>Nodes</h2>")
+    out.extend(_nodes_section(report, frame, total))
+    out.extend(_models_section(report, frame, total))
+
+    # Failures and all rows.
+    problems = [r for r in report.rows if r["status"] != "SUCCESS"]
+    out.append("<h2>Failures and skips (%d)</h2>" % len(problems))
+    if problems:
+        out.append(_table(["model", "host", "status", "error", "log_path"],
+                          [(r["model"], r["host"], r["status"], r["error"], r["log_path"]) for r in problems]))
+    out.append("<h2>All rows (%d)</h2>" % total)
+    out.append("<details><summary>show</summary>")
+    out.append(_table(list(_HTML_COLUMNS), [tuple(r.get(c, "") for c in _HTML_COLUMNS) for r in report.rows],
+                      numeric=(3, 7)))
+    out.append("</details></body></html>\n")
+    return "".join(out).encode("utf-8")
+
+
+def _nodes_section(report, frame, total):
+    """The nodes table: rows per status, GPU product and architecture of each node."""
+    out = ["<h2>Nodes</h2>"]
     per_node = pd.crosstab(frame["host"], frame["status"]) if total else None
     first = {}
     for row in report.rows:
@@ -518,9 +536,12 @@ def to_html(report, title, run_id):
         classes.append("missing" if host in report.missing_hosts else "")
     out.append(_table(["node", "rows"] + list(STATUSES) + ["gpu_product", "gpu_architecture"], node_rows,
                       numeric=(1, 2, 3, 4, 5), row_classes=classes))
+    return out
 
-    # Models: one line each (statistics of the successful rows), and one chart each.
-    out.append("<h2>Models across nodes</h2>")
+
+def _models_section(report, frame, total):
+    """One line per model (statistics of its successful rows) and one chart each."""
+    out = ["<h2>Models across nodes</h2>"]
     model_rows, charts = [], []
     if total:
         values = pd.to_numeric(frame["performance"], errors="coerce").where(frame["status"] == "SUCCESS")
@@ -547,19 +568,7 @@ def to_html(report, title, run_id):
                       numeric=(2, 3, 4, 5, 6)))
     out.append("<h2>Performance per model</h2>")
     out.extend(charts or ["<p>No rows.</p>"])
-
-    # Failures and all rows.
-    problems = [r for r in report.rows if r["status"] != "SUCCESS"]
-    out.append("<h2>Failures and skips (%d)</h2>" % len(problems))
-    if problems:
-        out.append(_table(["model", "host", "status", "error", "log_path"],
-                          [(r["model"], r["host"], r["status"], r["error"], r["log_path"]) for r in problems]))
-    out.append("<h2>All rows (%d)</h2>" % total)
-    out.append("<details><summary>show</summary>")
-    out.append(_table(list(_HTML_COLUMNS), [tuple(r.get(c, "") for c in _HTML_COLUMNS) for r in report.rows],
-                      numeric=(3, 7)))
-    out.append("</details></body></html>\n")
-    return "".join(out).encode("utf-8")
+    return out
 
 
 def _first(series):

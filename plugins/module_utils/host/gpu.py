@@ -7,21 +7,23 @@
 
 """GPU detection on a node, from sysfs first and the vendor tools when they are installed.
 
-AMD GPUs are the nodes of the KFD topology (``<sysfs>/devices/virtual/kfd/kfd/topology/nodes/N``)
+Everything is read through the host reader (:class:`HostFs`), so ``/sys``, ``/opt/rocm`` and the tools are
+those of the node's host root.
+
+AMD GPUs are the nodes of the KFD topology (``/sys/devices/virtual/kfd/kfd/topology/nodes/N``)
 whose ``properties`` have ``simd_count > 0``; ``gfx_target_version`` gives the architecture
 (``90402`` -> ``gfx942``), ``drm_render_minor`` the render node, ``domain`` and ``location_id`` the
 PCI address.  GPU indices follow the node numbers, as ROCm enumerates them.  The product name and the
 driver version come from ``amd-smi`` (else ``rocm-smi``), falling back to the PCI device's
-``product_name`` file and ``<sysfs>/module/amdgpu/version``; the ROCm version from
+``product_name`` file and ``/sys/module/amdgpu/version``; the ROCm version from
 ``<rocm>/.info/version``.
 
 NVIDIA GPUs come from ``nvidia-smi --query-gpu``; without ``nvidia-smi`` the PCI devices of vendor
 ``0x10de`` with a display or 3D class are counted.  The driver version falls back to
-``<sysfs>/module/nvidia/version``.
+``/sys/module/nvidia/version``.
 
 Commands run through the caller's ``runner(argv) -> (rc, stdout, stderr)`` (the module's
-``run_command``) and are looked up by an injectable ``find_tool(name, extra_dirs)`` (default: the
-given directories, then ``PATH``).
+``run_command``) and are looked up by ``find_tool(name, extra_dirs)`` (default: the host reader's).
 """
 
 from __future__ import annotations
@@ -29,17 +31,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 
 from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError
+from ansible_collections.rocm.madengine.plugins.module_utils.host.hostfs import VENDOR_IDS
 
 VENDORS = ("AMD", "NVIDIA", "NONE")
-KFD_NODES = "devices/virtual/kfd/kfd/topology/nodes"
-PCI_DEVICES = "bus/pci/devices"
-AMD_PCI_VENDOR = "0x1002"
-NVIDIA_PCI_VENDOR = "0x10de"
-# PCI base classes of GPUs: 0x03 display controllers (VGA, 3D, other), 0x12 processing accelerators.
-GPU_PCI_CLASSES = ("0x03", "0x12")
+KFD_NODES = "/sys/devices/virtual/kfd/kfd/topology/nodes"
 
 
 class Gpu(object):
@@ -66,6 +63,7 @@ class GpuInventory(object):
 
     def __init__(self, vendor, gpus=(), driver_version="", rocm_version="", cuda_version="", notes=(),
                  sysfs_root="/sys", rocm_path=""):
+        # sysfs_root: the real path of the node's /sys, for messages
         self.vendor = vendor
         self.gpus = list(gpus)
         self.driver_version = driver_version
@@ -116,14 +114,6 @@ class GpuInventory(object):
 
 # ---- commands -----------------------------------------------------------------------------------
 
-def default_find_tool(name, extra_dirs=()):
-    for directory in extra_dirs:
-        path = os.path.join(directory, name)
-        if os.path.isfile(path) and os.access(path, os.X_OK):
-            return path
-    return shutil.which(name)
-
-
 def _json_output(runner, argv):
     rc, out, _err = runner(argv)
     if rc != 0 or not out:
@@ -157,18 +147,10 @@ def _first_text(values):
 
 # ---- sysfs --------------------------------------------------------------------------------------
 
-def read_text(path):
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            return handle.read().strip()
-    except OSError:
-        return ""
-
-
-def read_properties(path):
+def parse_properties(text):
     """A KFD ``properties`` file as ``{name: int}`` (lines ``name value``)."""
     values = {}
-    for line in read_text(path).splitlines():
+    for line in (text or "").splitlines():
         parts = line.split()
         if len(parts) == 2:
             try:
@@ -196,46 +178,26 @@ def _node_number(name):
         return None
 
 
-def amd_gpus(sysfs_root):
+def amd_gpus(host):
     """The AMD GPUs of the KFD topology, indexed in node order."""
-    nodes_dir = os.path.join(sysfs_root, KFD_NODES)
-    try:
-        names = os.listdir(nodes_dir)
-    except OSError:
-        return []
+    nodes_dir = host.path(KFD_NODES)
     gpus = []
-    for node_id in sorted(n for n in (_node_number(name) for name in names) if n is not None):
-        props = read_properties(os.path.join(nodes_dir, str(node_id), "properties"))
+    for node_id in sorted(n for n in (_node_number(name) for name in host.listdir(nodes_dir)) if n is not None):
+        props = parse_properties(host.read(os.path.join(nodes_dir, str(node_id), "properties"), ""))
         if props.get("simd_count", 0) <= 0:
             continue  # a CPU node
         target = props.get("gfx_target_version", 0)
         bdf = pci_address(props.get("domain", 0), props["location_id"]) if "location_id" in props else ""
-        product = read_text(os.path.join(sysfs_root, PCI_DEVICES, bdf, "product_name")) if bdf else ""
+        product = (host.read(host.dev_path(bdf, "product_name"), "") or "") if bdf else ""
         gpus.append(Gpu(len(gpus), "AMD", arch=gfx_name(target) if target else "",
                         render_minor=props.get("drm_render_minor") or None, pci_bdf=bdf, product=product,
                         node_id=node_id))
     return gpus
 
 
-def pci_gpus(sysfs_root, vendor_id):
-    """PCI addresses of the display/accelerator devices of ``vendor_id`` (``0x10de`` ...), sorted."""
-    base = os.path.join(sysfs_root, PCI_DEVICES)
-    try:
-        names = sorted(os.listdir(base))
-    except OSError:
-        return []
-    found = []
-    for bdf in names:
-        if read_text(os.path.join(base, bdf, "vendor")).lower() != vendor_id:
-            continue
-        if read_text(os.path.join(base, bdf, "class")).lower().startswith(GPU_PCI_CLASSES):
-            found.append(bdf)
-    return found
-
-
 # ---- vendors ------------------------------------------------------------------------------------
 
-def _amd_details(gpus, sysfs_root, rocm_path, runner, find_tool, notes):
+def _amd_details(gpus, host, rocm_path, runner, find_tool, notes):
     """Fill product names and return ``(driver_version, rocm_version)``."""
     rocm_bin = [os.path.join(rocm_path, "bin")] if rocm_path else []
     driver = ""
@@ -263,8 +225,8 @@ def _amd_details(gpus, sysfs_root, rocm_path, runner, find_tool, notes):
     for gpu, product in zip(gpus, products):
         if product and product.upper() != "N/A":
             gpu.product = product
-    driver = driver or read_text(os.path.join(sysfs_root, "module", "amdgpu", "version"))
-    rocm_version = read_text(os.path.join(rocm_path, ".info", "version")) if rocm_path else ""
+    driver = driver or host.read_host("/sys/module/amdgpu/version", "")
+    rocm_version = host.read(host.path(rocm_path, ".info/version"), "") if rocm_path else ""
     if not rocm_version and amd_smi:
         rocm_version = _first_text(_find_values(_json_output(runner, [amd_smi, "version", "--json"]), "rocm_version"))
     return driver, rocm_version.split("-", 1)[0]
@@ -314,56 +276,62 @@ def rocm_root(ctx, environ=None):
     return (ctx or {}).get("MAD_ROCM_PATH") or environ.get("ROCM_PATH") or "/opt/rocm"
 
 
-def detect(requested, sysfs_root, rocm_path, runner, find_tool=None):
-    """The node's GPUs for ``requested`` (``auto``, ``AMD``, ``NVIDIA`` or ``NONE``).
+def detect(requested, host, rocm_path, runner, find_tool=None):
+    """The node's GPUs for ``requested`` (``auto``, ``AMD``, ``NVIDIA`` or ``NONE``; ``any`` means ``auto``).
 
-    ``auto`` picks the one vendor the node has GPUs of (``NONE`` when it has none).  A forced vendor
-    the node has no GPU of, or ``auto`` on a node with GPUs of both vendors, raises MadengineError.
+    ``host`` is the node's :class:`HostFs`; ``rocm_path`` a path on the node. ``auto`` picks the one
+    vendor the node has GPUs of (``NONE`` when it has none).  A forced vendor the node has no GPU of, or
+    ``auto`` on a node with GPUs of both vendors, raises MadengineError.
     """
-    find_tool = find_tool or default_find_tool
-    requested = (requested or "auto").strip()
-    if requested.upper() not in VENDORS and requested.lower() != "auto":
-        raise MadengineError("gpu_vendor %r is not one of auto, AMD, NVIDIA, NONE." % requested)
-    requested = "auto" if requested.lower() == "auto" else requested.upper()
-    notes = []
+    find_tool = find_tool or host.find_tool
+    requested = _requested_vendor(requested)
+    where = dict(sysfs_root=host.path("sys"), rocm_path=rocm_path)
     if requested == "NONE":
-        return GpuInventory("NONE", notes=["gpu_vendor NONE: CPU mode, no GPU is given to containers."],
-                            sysfs_root=sysfs_root, rocm_path=rocm_path)
-
-    amd = amd_gpus(sysfs_root) if requested in ("auto", "AMD") else []
+        return GpuInventory("NONE", notes=["gpu_vendor NONE: CPU mode, no GPU is given to containers."], **where)
+    notes = []
+    amd = amd_gpus(host) if requested in ("auto", "AMD") else []
     nvidia, nvidia_driver, nvidia_smi = [], "", None
     if requested in ("auto", "NVIDIA"):
         nvidia_smi = find_tool("nvidia-smi", ("/usr/bin",))
         if nvidia_smi:
             nvidia, nvidia_driver = _nvidia_smi_gpus(runner, nvidia_smi, notes)
         if not nvidia:
-            for index, bdf in enumerate(pci_gpus(sysfs_root, NVIDIA_PCI_VENDOR)):
-                nvidia.append(Gpu(index, "NVIDIA", pci_bdf=bdf))
+            nvidia = [Gpu(i, "NVIDIA", pci_bdf=bdf) for i, bdf in enumerate(host.gpu_functions("NVIDIA"))]
             if nvidia:
                 notes.append("nvidia-smi is %s: %d NVIDIA GPU(s) counted from PCI; product and CUDA version are "
                              "unknown." % ("not installed" if not nvidia_smi else "failing", len(nvidia)))
+    _check_found(requested, amd, nvidia, nvidia_smi, host)
+    if amd:
+        driver, rocm_version = _amd_details(amd, host, rocm_path, runner, find_tool, notes)
+        return GpuInventory("AMD", amd, driver_version=driver, rocm_version=rocm_version, notes=notes, **where)
+    if nvidia:
+        driver = nvidia_driver or host.read_host("/sys/module/nvidia/version", "")
+        cuda = _cuda_version(runner, nvidia_smi) if nvidia_smi else ""
+        return GpuInventory("NVIDIA", nvidia, driver_version=driver, cuda_version=cuda, notes=notes, **where)
+    notes.append("No AMD GPU in %s and no NVIDIA GPU found: CPU mode." % host.path(KFD_NODES))
+    return GpuInventory("NONE", notes=notes, **where)
 
-    kfd = os.path.join(sysfs_root, KFD_NODES)
+
+def _requested_vendor(requested):
+    value = (requested or "auto").strip()
+    if value.lower() in ("auto", "any"):
+        return "auto"
+    if value.upper() not in VENDORS:
+        raise MadengineError("gpu_vendor %r is not one of auto, AMD, NVIDIA, NONE." % requested)
+    return value.upper()
+
+
+def _check_found(requested, amd, nvidia, nvidia_smi, host):
     if requested == "AMD" and not amd:
-        raise MadengineError("gpu_vendor is AMD, but this node has no AMD GPU: %s lists no GPU node." % kfd)
+        raise MadengineError("gpu_vendor is AMD, but this node has no AMD GPU: %s lists no GPU node."
+                             % host.path(KFD_NODES))
     if requested == "NVIDIA" and not nvidia:
         smi = "nvidia-smi lists none" if nvidia_smi else "nvidia-smi is not installed"
         raise MadengineError("gpu_vendor is NVIDIA, but this node has no NVIDIA GPU: %s and %s has no NVIDIA "
-                             "(%s) display device." % (smi, os.path.join(sysfs_root, PCI_DEVICES), NVIDIA_PCI_VENDOR))
+                             "(%s) display device." % (smi, host.path("sys/bus/pci/devices"), VENDOR_IDS["NVIDIA"]))
     if requested == "auto" and amd and nvidia:
         raise MadengineError("This node has %d AMD and %d NVIDIA GPUs; set gpu_vendor to AMD or NVIDIA."
                              % (len(amd), len(nvidia)))
-    if amd:
-        driver, rocm_version = _amd_details(amd, sysfs_root, rocm_path, runner, find_tool, notes)
-        return GpuInventory("AMD", amd, driver_version=driver, rocm_version=rocm_version, notes=notes,
-                            sysfs_root=sysfs_root, rocm_path=rocm_path)
-    if nvidia:
-        driver = nvidia_driver or read_text(os.path.join(sysfs_root, "module", "nvidia", "version"))
-        cuda = _cuda_version(runner, nvidia_smi) if nvidia_smi else ""
-        return GpuInventory("NVIDIA", nvidia, driver_version=driver, cuda_version=cuda, notes=notes,
-                            sysfs_root=sysfs_root, rocm_path=rocm_path)
-    notes.append("No AMD GPU in %s and no NVIDIA GPU found: CPU mode." % kfd)
-    return GpuInventory("NONE", notes=notes, sysfs_root=sysfs_root, rocm_path=rocm_path)
 
 
 def parse_gpu_list(text, what="docker_gpus"):

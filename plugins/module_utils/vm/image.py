@@ -7,13 +7,13 @@
 
 """Disk images of an ephemeral VM: the qcow2 overlay on a shared base and the cloud-init NoCloud seed ISO.
 
-Commands run through ``run_command(argv) -> (rc, stdout, stderr)``: the module passes
+The base image itself is checked by the host check ``base_image`` (host/checks.py). Commands run through
+``run_command(argv) -> (rc, stdout, stderr)``: the module passes
 ``AnsibleModule.run_command``.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -37,38 +37,6 @@ def _run(run_command, cmd, what):
         text = (err or "").strip() or (out or "").strip() or "exit status %d" % rc
         raise MadengineError("%s failed: %s" % (what, text.rstrip(".") + "."))
     return out or ""
-
-
-def image_info(run_command, path):
-    """``qemu-img info`` as a dict (``format``, ``virtual-size``, ``backing-filename`` …)."""
-    if not os.path.isfile(path):
-        raise MadengineError("base image %s does not exist." % path)
-    out = _run(run_command, ["qemu-img", "info", "--output=json", "--force-share", path],
-               "reading base image %s" % path)
-    try:
-        return json.loads(out)
-    except ValueError:
-        raise MadengineError("qemu-img info printed no JSON for %s." % path)
-
-
-def check_base_image(run_command, path, disk_size):
-    """The base must be an existing qcow2 whose virtual size fits in ``disk_size`` (0 = the base's size).
-
-    Returns the overlay size in bytes. qemu-img silently accepts an overlay smaller than its base,
-    which makes the guest see a truncated disk, so that case fails here.
-    """
-    if not os.path.isabs(path):
-        raise MadengineError("base image %s must be an absolute path (overlays record their backing file)." % path)
-    info = image_info(run_command, path)
-    if info.get("format") != "qcow2":
-        raise MadengineError("base image %s is %s, not qcow2." % (path, info.get("format")))
-    virtual = int(info.get("virtual-size") or 0)
-    if disk_size and disk_size < virtual:
-        raise MadengineError(
-            "disk_size %d bytes is smaller than base image %s (%d bytes); the guest would see a truncated disk."
-            % (disk_size, path, virtual)
-        )
-    return disk_size or virtual
 
 
 def create_overlay(run_command, base, overlay, size_bytes):

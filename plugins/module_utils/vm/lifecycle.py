@@ -16,7 +16,6 @@ and the console log even when the domain is already gone.
 from __future__ import annotations
 
 import calendar
-import errno
 import glob
 import os
 import random
@@ -535,7 +534,8 @@ class Lifecycle(object):
             delay = min(delay * 2, 2.0)
 
     # ---- verification and sweep --------------------------------------------------------------
-    def verify_clean(self, name, uuid=None, paths=(), hostdevs=(), sysfs_root="/"):
+    def verify_clean(self, name, uuid=None, paths=(), hostdevs=(), host=None):
+        """What is left of VM ``name``: its domain, its files, processes holding its hostdevs' VFIO groups."""
         problems = []
         for dom in self.conn.listAllDomains(0):
             if dom.name() == name or (uuid and dom.UUIDString() == uuid):
@@ -543,8 +543,8 @@ class Lifecycle(object):
         for path in paths:
             if path and os.path.lexists(path):
                 problems.append("%s still exists" % path)
-        for bdf in hostdevs:
-            group, holders = vfio_holders(bdf, sysfs_root)
+        for bdf in hostdevs if host is not None else ():
+            group, holders = host.vfio_holders(bdf)
             if holders:
                 problems.append("/dev/vfio/%s (IOMMU group of %s) is still open by PID %s"
                                 % (group, bdf, ", ".join(holders)))
@@ -663,25 +663,3 @@ def console_tail(path, lines=15):
     except OSError:
         return ""
     return " | ".join(line.strip() for line in text.splitlines()[-lines:] if line.strip())
-
-
-def vfio_holders(bdf, sysfs_root="/"):
-    """IOMMU group of ``bdf`` and the PIDs that hold ``/dev/vfio/<group>`` open (read from /proc)."""
-    root = sysfs_root or "/"
-    link = os.path.join(root, "sys/bus/pci/devices", bdf, "iommu_group")
-    try:
-        group = os.path.basename(os.readlink(link))
-    except OSError:
-        return None, []
-    target = "/dev/vfio/%s" % group
-    holders = []
-    for fd in glob.glob(os.path.join(root, "proc", "[0-9]*", "fd", "*")):
-        try:
-            if os.readlink(fd) == target:
-                pid = fd.split(os.sep)[-3]
-                if pid not in holders:
-                    holders.append(pid)
-        except OSError as exc:
-            if exc.errno not in (errno.ENOENT, errno.EACCES, errno.EINVAL):
-                raise
-    return group, holders

@@ -7,8 +7,9 @@
 
 """What an ephemeral benchmark VM should look like: sizes, devices, host checks and the domain XML.
 
-Everything here is pure (or reads the host through ``sysfs_root``), so it is tested without a hypervisor.
-The lifecycle that acts on libvirt lives in ``_vm_lifecycle``.
+Everything here is pure, or reads the host through the host reader and runs the host checks it relies on
+(KVM, the base image) by name, so it is tested without a hypervisor. The lifecycle that acts on libvirt
+lives in ``vm/lifecycle.py``.
 """
 
 from __future__ import annotations
@@ -17,11 +18,14 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import traceback
 import uuid
 
 from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError
-from ansible_collections.rocm.madengine.plugins.module_utils.vm.image import check_base_image
+from ansible_collections.rocm.madengine.plugins.module_utils.host.checks import HostChecks, hugepages_problem
+from ansible_collections.rocm.madengine.plugins.module_utils.host.hostfs import HostFs, normalize_bdf
+from ansible_collections.rocm.madengine.plugins.module_utils.host.sizes import parse_size
 
 try:
     import jinja2
@@ -39,31 +43,9 @@ UUID_NS = uuid.uuid5(uuid.NAMESPACE_URL, METADATA_NS)
 DEFAULT_NAME_PREFIX = "madengine-vm-"
 STATE_VERSION = 1
 
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(?:i?b)?\s*$", re.IGNORECASE)
-_SIZE_FACTORS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
-_BDF_RE = re.compile(r"^(?:([0-9a-fA-F]{1,4}):)?([0-9a-fA-F]{1,2}):([0-9a-fA-F]{1,2})\.([0-7])$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,62}$")
 _AGE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.IGNORECASE)
 _AGE_FACTORS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_size(value, what, default_unit="m"):
-    """Bytes from ``8G``, ``512M``, ``128GiB`` or a bare number in ``default_unit`` (binary units)."""
-    if isinstance(value, bool):
-        raise MadengineError("%s must be a size such as 8G or 8192M, not %r." % (what, value))
-    if isinstance(value, (int, float)):
-        text = "%s%s" % (value, default_unit)
-    else:
-        text = str(value)
-        if re.match(r"^\s*\d+(\.\d+)?\s*$", text):
-            text += default_unit
-    match = _SIZE_RE.match(text)
-    if not match:
-        raise MadengineError("%s must be a size such as 8G or 8192M, not %r." % (what, value))
-    size = int(float(match.group(1)) * _SIZE_FACTORS[match.group(2).lower()])
-    if size <= 0:
-        raise MadengineError("%s must be larger than zero, not %r." % (what, value))
-    return size
 
 
 def parse_age(value):
@@ -74,19 +56,6 @@ def parse_age(value):
     return float(match.group(1)) * _AGE_FACTORS[match.group(2).lower()]
 
 
-def normalise_bdf(value):
-    """``83:00.0`` -> ``0000:83:00.0``; fails with a sentence naming the device otherwise."""
-    match = _BDF_RE.match(str(value).strip())
-    if not match:
-        raise MadengineError(
-            "hostdev %r is not a PCI address; use the domain:bus:slot.function form, e.g. 0000:83:00.0." % (value,)
-        )
-    dom, bus, slot, fn = match.groups()
-    if int(slot, 16) > 0x1F:
-        raise MadengineError("hostdev %r has slot 0x%s; PCI slots go up to 0x1f." % (value, slot))
-    return "%04x:%02x:%02x.%s" % (int(dom or "0", 16), int(bus, 16), int(slot, 16), fn)
-
-
 def normalise_hostdevs(hostdevs, managed_default):
     """Hostdev entries (BDF strings, or dicts with ``bdf`` and optional ``managed``) as dicts, no duplicates."""
     result = []
@@ -95,12 +64,12 @@ def normalise_hostdevs(hostdevs, managed_default):
         if isinstance(entry, dict):
             if "bdf" not in entry:
                 raise MadengineError("hostdev entry %r has no bdf key." % (entry,))
-            bdf = normalise_bdf(entry["bdf"])
+            bdf = normalize_bdf(entry["bdf"], "hostdev")
             managed = entry.get("managed", managed_default)
             if not isinstance(managed, bool):
                 raise MadengineError("hostdev %s: managed must be true or false, not %r." % (bdf, managed))
         else:
-            bdf, managed = normalise_bdf(entry), managed_default
+            bdf, managed = normalize_bdf(entry, "hostdev"), managed_default
         if bdf in seen:
             raise MadengineError("hostdev %s is listed twice." % bdf)
         seen.add(bdf)
@@ -158,43 +127,17 @@ def expand_cpulist(text):
     return cpus
 
 
-def _host_path(sysfs_root, *parts):
-    return os.path.join(sysfs_root or "/", *[p.lstrip("/") for p in parts])
+# The host checks a VM relies on: whether KVM can run it, and its base image.
+KVM_CHECKS = ("cpu_virtualization", "kvm_usable")
 
 
-def _read(path, default=None):
-    try:
-        with open(path) as handle:
-            return handle.read().strip()
-    except (OSError, UnicodeDecodeError):
-        return default
-
-
-def detect_domain_type(sysfs_root="/"):
-    """``("kvm"|"qemu", reasons)``: kvm only with vmx/svm, kvm_intel or kvm_amd loaded and /dev/kvm usable.
-
-    ``/dev/kvm`` alone proves nothing: some nested set-ups expose it without hardware virtualisation,
-    and guests there hang in early boot.
-    """
-    reasons = []
-    cpuinfo = _read(_host_path(sysfs_root, "proc/cpuinfo"), "") or ""
-    flags = set()
-    for line in cpuinfo.splitlines():
-        if line.startswith("flags"):
-            flags.update(line.split(":", 1)[-1].split())
-    if not flags & {"vmx", "svm"}:
-        reasons.append("the CPU has no vmx/svm flag")
-    if not any(os.path.isdir(_host_path(sysfs_root, "sys/module", m)) for m in ("kvm_intel", "kvm_amd")):
-        reasons.append("neither kvm_intel nor kvm_amd is loaded")
-    kvm_dev = _host_path(sysfs_root, "dev/kvm")
-    try:
-        os.close(os.open(kvm_dev, os.O_RDWR))
-    except OSError as exc:
-        reasons.append("%s cannot be opened read-write (%s)" % (kvm_dev, exc.strerror or exc))
+def detect_domain_type(host):
+    """``("kvm"|"qemu", reasons)``: kvm only when the host checks cpu_virtualization and kvm_usable pass."""
+    reasons = [c["detail"] for c in HostChecks(host, run=None).run(KVM_CHECKS) if c["status"] == "fail"]
     return ("qemu" if reasons else "kvm"), reasons
 
 
-def cpu_pinning(mode, vcpus, hostdevs, sysfs_root="/"):
+def cpu_pinning(mode, vcpus, hostdevs, host):
     """vCPU pinning: ``none``; ``auto`` (the first hostdev's NUMA node and local CPUs); or a CPU list.
 
     Returns ``None`` or ``dict(vcpus=[cpu per vcpu], emulator=cpuset, numa_node=int|None, source=str)``.
@@ -204,9 +147,8 @@ def cpu_pinning(mode, vcpus, hostdevs, sysfs_root="/"):
     if mode == "auto":
         if not hostdevs:
             return None
-        dev = _host_path(sysfs_root, "sys/bus/pci/devices", hostdevs[0]["bdf"])
-        numa = _read(os.path.join(dev, "numa_node"))
-        local = _read(os.path.join(dev, "local_cpulist"))
+        numa = host.read(host.dev_path(hostdevs[0]["bdf"], "numa_node"))
+        local = host.read(host.dev_path(hostdevs[0]["bdf"], "local_cpulist"))
         if numa is None or local is None or numa.strip() == "-1":
             return None
         cpus = expand_cpulist(local)
@@ -222,21 +164,6 @@ def cpu_pinning(mode, vcpus, hostdevs, sysfs_root="/"):
         numa_node=node,
         source=source,
     )
-
-
-def check_hugepages(memory_bytes, page_bytes, sysfs_root="/"):
-    """Fail unless enough free huge pages of ``page_bytes`` exist for the whole guest memory."""
-    kib = page_bytes // 1024
-    base = _host_path(sysfs_root, "sys/kernel/mm/hugepages", "hugepages-%dkB" % kib)
-    free = _read(os.path.join(base, "free_hugepages"))
-    if free is None:
-        raise MadengineError("hugepages of %d KiB are not available on this host (%s is missing)." % (kib, base))
-    need = -(-memory_bytes // page_bytes)
-    if int(free) < need:
-        raise MadengineError(
-            "the VM needs %d free hugepages of %d KiB but %s/free_hugepages says %s." % (need, kib, base, free)
-        )
-    return need
 
 
 def spec_hash(spec):
@@ -443,109 +370,137 @@ def cloud_init_documents(name, instance_id, ssh_user, ssh_pubkeys, user_data_ext
     return user_data, meta_data
 
 
-def build_spec(params, run_command):
-    """Resolve module parameters into everything the lifecycle needs (read-only: safe in check mode).
+def requested_devices(params):
+    """The hostdevs and mdevs of the VM: those of the ``passthrough`` result first, then ``hostdevs`` and ``mdevs``."""
+    given = params.get("passthrough") or {}
+    for key in ("hostdevs", "mdevs"):
+        if not isinstance(given.get(key, []), list):
+            raise MadengineError("passthrough.%s must be a list (the %s of a gpu_passthrough result), not %r."
+                                 % (key, key, given.get(key)))
+    hostdevs = list(given.get("hostdevs") or []) + list(params.get("hostdevs") or [])
+    mdevs = list(given.get("mdevs") or []) + list(params.get("mdevs") or [])
+    return normalise_hostdevs(hostdevs, params["managed"]), normalise_mdevs(mdevs)
 
-    ``params`` uses the module's option names. Fails with a sentence naming the offending input.
-    """
+
+def _checked_params(params):
+    """The VM's own settings, validated: directories, sizes, firmware inputs and SSH keys."""
     name = params["name"]
     check_name(name)
-    sysfs_root = params.get("sysfs_root") or "/"
     for key in ("image_dir", "state_dir", "log_dir"):
         if not os.path.isabs(params[key]):
             raise MadengineError("%s %s must be an absolute path." % (key, params[key]))
     image_dir = params["image_dir"].rstrip("/") or "/"
     if not os.path.isdir(image_dir):
         raise MadengineError("image_dir %s does not exist." % image_dir)
-    log_dir = params["log_dir"].rstrip("/") or "/"
-
-    vcpus = params["vcpus"]
-    if vcpus < 1:
-        raise MadengineError("vcpus must be at least 1, not %d." % vcpus)
+    if params["vcpus"] < 1:
+        raise MadengineError("vcpus must be at least 1, not %d." % params["vcpus"])
     memory = parse_size(params["memory"], "memory", default_unit="m")
     if memory < (64 << 20):
         raise MadengineError("memory %s is below the 64 MiB a guest needs." % params["memory"])
-    disk_bytes = parse_size(params["disk_size"], "disk_size", default_unit="g") if params.get("disk_size") else 0
     base_image = params["base_image"]
     if not base_image:
         raise MadengineError("base_image is required to create VM %s." % name)
-    disk_bytes = check_base_image(run_command, base_image, disk_bytes)
-
-    requested = params["domain_type"]
-    detected, reasons = detect_domain_type(sysfs_root)
-    domain_type = detected if requested == "auto" else requested
-    hostdevs = normalise_hostdevs(params.get("hostdevs"), params["managed"])
-    mdevs = normalise_mdevs(params.get("mdevs"))
-    pinning = cpu_pinning(params["cpu_pinning"], vcpus, hostdevs, sysfs_root)
-    hugepage_kib = 0
-    if params["hugepages"]:
-        page = parse_size(params["hugepage_size"], "hugepage_size", default_unit="m")
-        check_hugepages(memory, page, sysfs_root)
-        hugepage_kib = page // 1024
+    if not os.path.isabs(base_image):
+        raise MadengineError("base image %s must be an absolute path (overlays record their backing file)."
+                             % base_image)
     maxphysaddr = str(params["maxphysaddr"])
-    bits = None
-    if maxphysaddr not in ("passthrough", "none"):
-        if not maxphysaddr.isdigit() or not 32 <= int(maxphysaddr) <= 64:
-            raise MadengineError("maxphysaddr must be passthrough, none or a bit count from 32 to 64, not %s."
-                                 % maxphysaddr)
-        bits = int(maxphysaddr)
+    if maxphysaddr not in ("passthrough", "none") and (not maxphysaddr.isdigit() or not 32 <= int(maxphysaddr) <= 64):
+        raise MadengineError("maxphysaddr must be passthrough, none or a bit count from 32 to 64, not %s."
+                             % maxphysaddr)
     for key in ("kernel", "initrd"):
         if params.get(key) and not os.path.isfile(params[key]):
             raise MadengineError("%s %s does not exist." % (key, params[key]))
     if params.get("initrd") and not params.get("kernel"):
         raise MadengineError("initrd needs kernel: direct kernel boot takes both.")
-
     ssh_keys = [line.strip() for line in (params.get("ssh_pubkey") or "").splitlines() if line.strip()]
     for key in ssh_keys:
         if not re.match(r"^(ssh-|ecdsa-|sk-)[\w@.-]+ [A-Za-z0-9+/=]+( .*)?$", key):
             raise MadengineError("ssh_pubkey line %r is not an OpenSSH public key." % (key[:40],))
-    user_data_extra = params.get("user_data") or {}
+    return dict(
+        name=name, image_dir=image_dir, log_dir=params["log_dir"].rstrip("/") or "/", memory=memory,
+        disk_bytes=parse_size(params["disk_size"], "disk_size", default_unit="g") if params.get("disk_size") else 0,
+        base_image=base_image, maxphysaddr=maxphysaddr, ssh_keys=ssh_keys, user_data=params.get("user_data") or {},
+        maxphysaddr_bits=int(maxphysaddr) if maxphysaddr.isdigit() else None,
+    )
 
+
+def _host_side(params, run_command, vm, hostdevs):
+    """What the host says about the VM: the base image (its size), the domain type, CPU pinning, huge pages.
+
+    The base image and KVM are the host checks base_image, cpu_virtualization and kvm_usable, run by name.
+    """
+    host = HostFs(params.get("host_root") or "/")
+    # the base image and qemu-img are the hypervisor's own, whatever root the host is read under
+    checks = HostChecks(host, run=lambda argv, _timeout: run_command(argv), which=shutil.which,
+                        base_image=vm["base_image"], disk_size=vm["disk_bytes"])
+    results = dict((c["name"], c) for c in checks.run(KVM_CHECKS + ("base_image",)))
+    image = results["base_image"]
+    if image["status"] == "fail":
+        raise MadengineError(" ".join(t for t in (image["detail"], image["fix"]) if t))
+    reasons = [results[n]["detail"] for n in KVM_CHECKS if results[n]["status"] == "fail"]
+    hugepage_kib = 0
+    if params["hugepages"]:
+        page = parse_size(params["hugepage_size"], "hugepage_size", default_unit="m")
+        problem = hugepages_problem(host, vm["memory"], page)
+        if problem:
+            raise MadengineError(problem)
+        hugepage_kib = page // 1024
+    return dict(
+        disk_bytes=vm["disk_bytes"] or checks.facts["base_image_size"],
+        warnings=[image["detail"] + " " + image["fix"]] if image["status"] == "warn" else [],
+        detected="qemu" if reasons else "kvm", reasons=reasons, hugepage_kib=hugepage_kib,
+        pinning=cpu_pinning(params["cpu_pinning"], params["vcpus"], hostdevs, host),
+    )
+
+
+def build_spec(params, run_command):
+    """Resolve module parameters into everything the lifecycle needs (read-only: safe in check mode).
+
+    ``params`` uses the module's option names. Fails with a sentence naming the offending input.
+    """
+    vm = _checked_params(params)
+    name, vcpus, memory = vm["name"], params["vcpus"], vm["memory"]
+    hostdevs, mdevs = requested_devices(params)
+    host = _host_side(params, run_command, vm, hostdevs)
+    domain_type = host["detected"] if params["domain_type"] == "auto" else params["domain_type"]
     domain_uuid = stable_uuid(name)
-    overlay = os.path.join(image_dir, "%s.qcow2" % name)
-    seed = os.path.join(image_dir, "%s-seed.iso" % name)
-    console_log = os.path.join(log_dir, "%s.console.log" % name)
-    state_file = os.path.join(params["state_dir"], "%s.json" % name)
-    # The NVRAM path is libvirt's choice; it is read from the domain once defined.
-    nvram = None
-
+    files = dict(overlay=os.path.join(vm["image_dir"], "%s.qcow2" % name),
+                 seed=os.path.join(vm["image_dir"], "%s-seed.iso" % name),
+                 console_log=os.path.join(vm["log_dir"], "%s.console.log" % name),
+                 state_file=os.path.join(params["state_dir"], "%s.json" % name))
     shape = dict(
         domain_type=domain_type, firmware=params["firmware"], machine=params["machine"], memory=memory, vcpus=vcpus,
-        disk_bytes=disk_bytes, base_image=base_image, image_dir=image_dir, log_dir=log_dir,
-        hostdevs=[(d["bdf"], d["managed"]) for d in hostdevs], mdevs=mdevs, pinning=pinning,
-        hugepage_kib=hugepage_kib, maxphysaddr=maxphysaddr, network=params["network"],
+        disk_bytes=host["disk_bytes"], base_image=vm["base_image"], image_dir=vm["image_dir"], log_dir=vm["log_dir"],
+        hostdevs=[(d["bdf"], d["managed"]) for d in hostdevs], mdevs=mdevs, pinning=host["pinning"],
+        hugepage_kib=host["hugepage_kib"], maxphysaddr=vm["maxphysaddr"], network=params["network"],
         network_type=params["network_type"], kernel=params.get("kernel"), initrd=params.get("initrd"),
         kernel_args=params.get("kernel_args"), disk_cache=params["disk_cache"], ssh_user=params["ssh_user"],
-        ssh_keys=digest("\n".join(ssh_keys)),
-        user_data=digest(json.dumps(user_data_extra, sort_keys=True, default=str)),
+        ssh_keys=digest("\n".join(vm["ssh_keys"])),
+        user_data=digest(json.dumps(vm["user_data"], sort_keys=True, default=str)),
         run_id=params.get("run_id") or name, template=digest(DOMAIN_TEMPLATE),
     )
     shash = spec_hash(shape)
     user_data, meta_data = cloud_init_documents(name, "iid-%s-%s" % (domain_uuid, shash[:12]), params["ssh_user"],
-                                                ssh_keys, user_data_extra)
+                                                vm["ssh_keys"], vm["user_data"])
     mac = mac_from_uuid(domain_uuid)
-    record = dict(
-        version=STATE_VERSION, name=name, uuid=domain_uuid, uri=params["uri"], run_id=shape["run_id"],
-        spec_hash=shash, overlay=overlay, seed=seed, nvram=nvram, console_log=console_log, state_file=state_file,
-        hostdevs=[d["bdf"] for d in hostdevs], mdevs=mdevs, mac=mac, domain_type=domain_type,
-    )
+    # The NVRAM path is libvirt's choice; it is read from the domain once defined.
+    record = dict(version=STATE_VERSION, name=name, uuid=domain_uuid, uri=params["uri"], run_id=shape["run_id"],
+                  spec_hash=shash, nvram=None, hostdevs=[d["bdf"] for d in hostdevs], mdevs=mdevs, mac=mac,
+                  domain_type=domain_type, **files)
     xml_context = dict(
-        domain_type=domain_type, name=name, uuid=domain_uuid, run_id=shape["run_id"], spec_hash=shash,
-        state_file=state_file, overlay=overlay, seed=seed, console_log=console_log, nvram=None,
-        hostdevs=hostdevs, mdevs=mdevs, memory_kib=memory // 1024, hugepage_kib=hugepage_kib, vcpus=vcpus,
-        pinning=pinning, firmware=params["firmware"], machine=params["machine"], kernel=params.get("kernel"),
-        initrd=params.get("initrd"), kernel_args=params.get("kernel_args"), maxphysaddr=maxphysaddr,
-        maxphysaddr_bits=bits, disk_cache=params["disk_cache"],
+        domain_type=domain_type, name=name, uuid=domain_uuid, run_id=shape["run_id"], spec_hash=shash, nvram=None,
+        hostdevs=hostdevs, mdevs=mdevs, memory_kib=memory // 1024, hugepage_kib=host["hugepage_kib"], vcpus=vcpus,
+        pinning=host["pinning"], firmware=params["firmware"], machine=params["machine"], kernel=params.get("kernel"),
+        initrd=params.get("initrd"), kernel_args=params.get("kernel_args"), maxphysaddr=vm["maxphysaddr"],
+        maxphysaddr_bits=vm["maxphysaddr_bits"], disk_cache=params["disk_cache"],
         native_io=params["disk_cache"] in ("none", "directsync"), network=params["network"],
-        network_type=params["network_type"], mac=mac,
-    )
+        network_type=params["network_type"], mac=mac, **files)
     return dict(
         name=name, uuid=domain_uuid, mac=mac, spec_hash=shash, domain_type=domain_type,
-        domain_type_reasons=reasons if domain_type == "qemu" else [], kvm_usable=detected == "kvm",
-        base_image=base_image, disk_bytes=disk_bytes, overlay=overlay, seed=seed, console_log=console_log,
-        state_file=state_file, state_dir=params["state_dir"], nvram=nvram, user_data=user_data, meta_data=meta_data,
-        record=record, xml_context=xml_context, pinning=pinning, hostdevs=hostdevs,
-        retries=params["retries"], retry_delay=params["retry_delay"], recreate=params["recreate"],
-        keep_logs=params["keep_logs"], wait_for=params["wait_for"], boot_timeout=params["boot_timeout"],
-        ip_sources=params["ip_sources"], ssh_port=params["ssh_port"], stop_timeout=params["stop_timeout"],
-    )
+        domain_type_reasons=host["reasons"] if domain_type == "qemu" else [], kvm_usable=host["detected"] == "kvm",
+        base_image=vm["base_image"], disk_bytes=host["disk_bytes"], state_dir=params["state_dir"], nvram=None,
+        user_data=user_data, meta_data=meta_data, record=record, xml_context=xml_context, pinning=host["pinning"],
+        hostdevs=hostdevs, warnings=host["warnings"], retries=params["retries"], retry_delay=params["retry_delay"],
+        recreate=params["recreate"], keep_logs=params["keep_logs"], wait_for=params["wait_for"],
+        boot_timeout=params["boot_timeout"], ip_sources=params["ip_sources"], ssh_port=params["ssh_port"],
+        stop_timeout=params["stop_timeout"], **files)

@@ -10,7 +10,7 @@ import pytest
 from build_tree import RUN_SH, ctx_tree, dockerfile, write
 from catalogue_builder import model
 
-from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.build import (
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.build_plan import (
     CONTENT_KEY_LABEL,
     Planner,
     ScriptsBundle,

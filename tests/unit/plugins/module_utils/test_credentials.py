@@ -6,7 +6,11 @@ import json
 
 import pytest
 
-from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.credentials import Credentials, registry_key
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.credentials import (
+    Credentials,
+    document_secrets,
+    registry_key,
+)
 from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError
 
 DOC = {
@@ -99,3 +103,25 @@ def test_secret_values(creds):
     env_creds = Credentials({}, None, environ={"MAD_SECRETS_HF": "hf-secret", "OTHER": "x"})
     assert env_creds.env_secrets == {"MAD_SECRETS_HF": "hf-secret"}
     assert env_creds.secret_values() == ["hf-secret"] == env_creds.no_log_values()
+
+
+def test_document_secrets_are_every_value_but_user_names_and_repositories():
+    document = {
+        "localhost:5000": {"username": "alice", "password": "Pw-1", "repository": "team/mad"},
+        "dockerhub": {"User": "bob", "Repo": "bob/mad", "password": "Pw-2"},
+        "HF_TOKEN": {"username": "hf-user", "token": "Tok-3", "expires": 20261122},
+        "MAD_AWS_S3": [{"USERNAME": "s3-user", "PASSWORD": "Pw-4"}],
+    }
+    assert sorted(document_secrets(document)) == ["20261122", "Pw-1", "Pw-2", "Pw-4", "Tok-3"]
+    assert document_secrets(None) == [] and document_secrets({}) == []
+
+
+def test_credentials_given_as_data_name_their_origin():
+    creds = Credentials.load(document={"HF": "not-an-object"}, environ={})
+    with pytest.raises(MadengineError) as err:
+        creds.model_build_args({"name": "llama", "cred": "HF"})
+    assert str(err.value) == "Credential 'HF' of model 'llama' in the credentials option must be a JSON object."
+    with pytest.raises(MadengineError) as err:
+        Credentials.load(document=["HF"], environ={})
+    assert str(err.value) == ("The credentials option must be an object keyed by credential name, as in "
+                              "credential.json.")

@@ -1,4 +1,4 @@
-"""GPU detection (_gpu module_utils) against a fake sysfs tree and fake vendor tools."""
+"""GPU detection (host/gpu.py) against a fake sysfs tree, a fake host root and fake vendor tools."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from ansible_collections.rocm.madengine.plugins.module_utils.host.gpu import (
     parse_gpu_list,
     pci_address,
 )
+from ansible_collections.rocm.madengine.plugins.module_utils.host.hostfs import HostFs
 
 
 def run_tool(argv):
@@ -54,7 +55,9 @@ def bin_dir(tmp_path):
 
 
 def detect_in(fs, bin_dir, requested="auto", rocm_path=None, runner=None):
-    return detect(requested, fs.root, rocm_path or "", runner or run_tool, find_tool=tools_in(bin_dir))
+    """Detection on this machine's root with /sys at the fake tree (madengine_run's older sysfs_root)."""
+    host = HostFs("/", sys_dir=fs.root)
+    return detect(requested, host, rocm_path or "", runner or run_tool, find_tool=tools_in(bin_dir))
 
 
 @pytest.mark.parametrize("gfx, version", [("gfx942", 90402), ("gfx90a", 90010), ("gfx908", 90008),
@@ -169,6 +172,27 @@ def test_forced_vendor_picks_it_on_a_mixed_node_and_auto_refuses(tmp_path, bin_d
     message = r"^This node has 1 AMD and 1 NVIDIA GPUs; set gpu_vendor to AMD or NVIDIA\.$"
     with pytest.raises(MadengineError, match=message):
         detect_in(fs, bin_dir)
+
+
+def test_a_whole_host_root_sys_rocm_and_tools(tmp_path):
+    """host_root: /sys, /opt/rocm and the vendor tools are the node's, with no find_tool given."""
+    root = tmp_path / "node"
+    fs = FakeGpuSysfs(root / "sys").add_amd_gpu("gfx942", product=None).add_amd_gpu("gfx942", product=None)
+    fake_rocm(root / "opt" / "rocm", "6.4.3-1")
+    fake_amd_smi(root / "opt" / "rocm" / "bin", ["AMD Instinct MI300X"] * 2, driver="6.12.1")
+    gpu = detect("auto", HostFs(str(root)), "/opt/rocm", run_tool)
+    assert (gpu.vendor, gpu.count, gpu.product, gpu.driver_version, gpu.rocm_version) == (
+        "AMD", 2, "AMD Instinct MI300X", "6.12.1", "6.4.3")
+    assert gpu.sysfs_root == fs.root
+    fake_nvidia_smi(root / "usr" / "bin", [("NVIDIA H100 80GB HBM3", "00000000:18:00.0")])
+    fs.add_nvidia_gpu("0000:18:00.0")
+    nvidia = detect("NVIDIA", HostFs(str(root)), "/opt/rocm", run_tool)
+    assert (nvidia.vendor, nvidia.product, nvidia.cuda_version) == ("NVIDIA", "NVIDIA H100 80GB HBM3", "12.4")
+
+
+def test_any_is_the_old_name_of_auto(tmp_path, bin_dir):
+    fs = FakeGpuSysfs(tmp_path / "sys").add_amd_gpu()
+    assert detect_in(fs, bin_dir, "any").vendor == detect_in(fs, bin_dir, "Auto").vendor == "AMD"
 
 
 def test_unknown_vendor_is_refused(tmp_path, bin_dir):

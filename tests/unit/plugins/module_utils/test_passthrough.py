@@ -11,7 +11,7 @@ import pytest
 from fake_sysfs import FakeKernel, SimulatedCrash, consumer_host, engine, installed, mi300x_host, plan_ops
 
 from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError
-from ansible_collections.rocm.madengine.plugins.module_utils.host.passthrough import DeadDeviceError, StepError
+from ansible_collections.rocm.madengine.plugins.module_utils.host.passthrough.engine import DeadDeviceError, StepError
 
 GPU = "0000:83:00.0"
 GPU2 = "0000:93:00.0"
@@ -76,12 +76,23 @@ def test_short_and_upper_case_addresses_are_normalised(tmp_path, state, use):
     assert e.hostdevs == [GPU]
 
 
-@pytest.mark.parametrize("raw", ["zz:00.0", "0000:83:00", "83.00.0", "0000:83:20.0", ""])
-def test_bad_address_is_a_sentence(tmp_path, state, use, raw):
+@pytest.mark.parametrize("raw, message", [
+    ("zz:00.0", r"is not a PCI address: expected DDDD:BB:DD.F"),
+    ("0000:83:00", r"is not a PCI address: expected DDDD:BB:DD.F"),
+    ("83.00.0", r"is not a PCI address: expected DDDD:BB:DD.F"),
+    ("0000:83:20.0", r"^'0000:83:20.0' has slot 0x20; PCI slots go up to 0x1f\.$"),
+])
+def test_bad_address_is_a_sentence(tmp_path, state, use, raw, message):
     k = use(mi300x_host(tmp_path / "root", gpus=1))
-    with pytest.raises(MadengineError, match=r"is not a PCI address: expected DDDD:BB:DD.F"):
+    with pytest.raises(MadengineError, match=message):
         run(k, state, "present", [raw])
     assert k.log == []
+
+
+def test_blank_addresses_mean_discovery(tmp_path, state, use):
+    """An empty comma-separated string (an AWX survey left empty) is no address at all."""
+    k = use(mi300x_host(tmp_path / "root", gpus=2))
+    assert engine(k, state).select(["", " "]) == [GPU, GPU2]
 
 
 def test_missing_device_and_wrong_vendor(tmp_path, state, use):

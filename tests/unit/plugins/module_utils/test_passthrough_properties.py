@@ -155,7 +155,7 @@ def sriov_ids(topo):
 
 
 def module_args(kernel, state_dir, **options):
-    args = {"sysfs_root": kernel.root, "state_dir": state_dir, "timeout": 2}
+    args = {"host_root": kernel.root, "state_dir": state_dir, "timeout": 2}
     args.update(options)
     return args
 

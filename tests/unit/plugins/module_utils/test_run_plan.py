@@ -10,7 +10,7 @@ from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.docker_cl
     ContainerSpec,
     apply_run_options,
 )
-from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.run import (
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.run_plan import (
     DEFAULT_TIMEOUT,
     Planner,
     RunSettings,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import xml.etree.ElementTree as ET
 
 import libvirt
@@ -11,6 +12,9 @@ from vm_helpers import fake_host, make_base, private_uri, run_command
 from vm_helpers import spec_params as _params
 
 from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError
+from ansible_collections.rocm.madengine.plugins.module_utils.host.checks import hugepages_problem
+from ansible_collections.rocm.madengine.plugins.module_utils.host.hostfs import HostFs
+from ansible_collections.rocm.madengine.plugins.module_utils.host.sizes import parse_size
 from ansible_collections.rocm.madengine.plugins.module_utils.vm import spec as vs
 
 
@@ -19,13 +23,13 @@ from ansible_collections.rocm.madengine.plugins.module_utils.vm import spec as v
     (4096, "m", 4096 << 20), ("100", "g", 100 << 30), ("2t", "g", 2 << 40),
 ])
 def test_parse_size(value, unit, expected):
-    assert vs.parse_size(value, "memory", default_unit=unit) == expected
+    assert parse_size(value, "memory", default_unit=unit) == expected
 
 
 @pytest.mark.parametrize("value", ["lots", "8X", "-1G", "0", True, ""])
 def test_parse_size_rejects(value):
     with pytest.raises(MadengineError, match=r"^memory must be"):
-        vs.parse_size(value, "memory")
+        parse_size(value, "memory")
 
 
 def test_parse_age():
@@ -35,21 +39,14 @@ def test_parse_age():
         vs.parse_age("soon")
 
 
-@pytest.mark.parametrize("value, expected", [
-    ("83:00.0", "0000:83:00.0"), ("0000:C3:00.1", "0000:c3:00.1"), ("1:2:3.4", "0001:02:03.4"),
-])
-def test_normalise_bdf(value, expected):
-    assert vs.normalise_bdf(value) == expected
-
-
 @pytest.mark.parametrize("value, message", [
-    ("gpu0", r"hostdev 'gpu0' is not a PCI address; use the domain:bus:slot.function form, e\.g\. 0000:83:00\.0\."),
-    ("83:00.8", r"hostdev '83:00.8' is not a PCI address"),
-    ("83:20.0", r"hostdev '83:20.0' has slot 0x20; PCI slots go up to 0x1f\."),
+    ("gpu0", r"^hostdev 'gpu0' is not a PCI address: expected DDDD:BB:DD\.F \(0000:83:00\.0\) or BB:DD\.F"),
+    ("83:00.8", r"^hostdev '83:00.8' is not a PCI address"),
+    ("83:20.0", r"^hostdev '83:20.0' has slot 0x20; PCI slots go up to 0x1f\.$"),
 ])
-def test_normalise_bdf_rejects(value, message):
+def test_hostdev_addresses_are_named_when_bad(value, message):
     with pytest.raises(MadengineError, match=message):
-        vs.normalise_bdf(value)
+        vs.normalise_hostdevs([value], False)
 
 
 def test_hostdevs_accept_strings_and_dicts_and_reject_duplicates():
@@ -78,32 +75,38 @@ def test_check_name_rejects(name):
 
 
 def test_domain_type_auto_needs_flags_module_and_device(tmp_path):
-    assert vs.detect_domain_type(fake_host(str(tmp_path / "kvm"), kvm=True)) == ("kvm", [])
-    kind, reasons = vs.detect_domain_type(fake_host(str(tmp_path / "pvm"), kvm=False))
+    """The host checks cpu_virtualization and kvm_usable decide; their failures are the reasons."""
+    assert vs.detect_domain_type(HostFs(fake_host(str(tmp_path / "kvm"), kvm=True))) == ("kvm", [])
+    kind, reasons = vs.detect_domain_type(HostFs(fake_host(str(tmp_path / "pvm"), kvm=False)))
     assert kind == "qemu"
-    assert reasons[0] == "the CPU has no vmx/svm flag"
-    assert reasons[1] == "neither kvm_intel nor kvm_amd is loaded"
-    assert "dev/kvm cannot be opened read-write" in reasons[2]
+    assert reasons == [
+        "/proc/cpuinfo has neither the vmx (Intel VT-x) nor the svm (AMD-V) flag, so KVM cannot run "
+        "hardware-accelerated guests.",
+        "KVM is not usable: neither kvm_intel nor kvm_amd is loaded (loaded: kvm); /dev/kvm does not exist."]
+    plain = fake_host(str(tmp_path / "plain"), kvm=True)
+    os.unlink(os.path.join(plain, "dev", "kvm"))
+    open(os.path.join(plain, "dev", "kvm"), "w").close()  # exists, but is no device
+    assert vs.detect_domain_type(HostFs(plain))[1] == ["KVM is not usable: /dev/kvm is not a character device."]
 
 
 def test_domain_type_on_this_machine_is_software_emulation():
     # This kind of machine exposes /dev/kvm without vmx/svm: auto must not pick kvm.
     with open("/proc/cpuinfo") as handle:
         has_virt = any(f in handle.read().split() for f in ("vmx", "svm"))
-    kind, reasons = vs.detect_domain_type("/")
+    kind, reasons = vs.detect_domain_type(HostFs("/"))
     assert (kind == "qemu") == bool(reasons)
     if not has_virt:
-        assert kind == "qemu" and "the CPU has no vmx/svm flag" in reasons
+        assert kind == "qemu" and reasons[0].startswith("/proc/cpuinfo has neither the vmx")
 
 
 def test_cpu_pinning_auto_follows_the_first_gpu(tmp_path):
-    root = fake_host(str(tmp_path), gpus={"0000:83:00.0": dict(numa_node=1, local_cpulist="8-11,24")},)
+    root = HostFs(fake_host(str(tmp_path), gpus={"0000:83:00.0": dict(numa_node=1, local_cpulist="8-11,24")},))
     devs = vs.normalise_hostdevs(["83:00.0"], False)
     pin = vs.cpu_pinning("auto", 6, devs, root)
     assert pin["vcpus"] == [8, 9, 10, 11, 24, 8] and pin["emulator"] == "8,9,10,11,24" and pin["numa_node"] == 1
     assert vs.cpu_pinning("auto", 2, [], root) is None
     assert vs.cpu_pinning("none", 2, devs, root) is None
-    unknown = fake_host(str(tmp_path / "uma"), gpus={"0000:83:00.0": dict(numa_node=-1, local_cpulist="0-3")})
+    unknown = HostFs(fake_host(str(tmp_path / "uma"), gpus={"0000:83:00.0": dict(numa_node=-1, local_cpulist="0-3")}))
     assert vs.cpu_pinning("auto", 2, devs, unknown) is None
     explicit = vs.cpu_pinning("2-3", 3, devs, root)
     assert explicit["vcpus"] == [2, 3, 2] and explicit["numa_node"] is None
@@ -111,14 +114,19 @@ def test_cpu_pinning_auto_follows_the_first_gpu(tmp_path):
         vs.cpu_pinning("x-y", 2, devs, root)
 
 
-def test_hugepages_check(tmp_path):
-    root = fake_host(str(tmp_path), hugepages={1048576: 3})
-    assert vs.check_hugepages(3 << 30, 1 << 30, root) == 3
-    with pytest.raises(MadengineError,
-                       match=r"the VM needs 4 free hugepages of 1048576 KiB but .*free_hugepages says 3"):
-        vs.check_hugepages(4 << 30, 1 << 30, root)
-    with pytest.raises(MadengineError, match=r"hugepages of 2048 KiB are not available on this host"):
-        vs.check_hugepages(1 << 30, 2 << 20, root)
+def test_hugepages_are_the_host_check_s(tmp_path):
+    """The VM's huge pages are checked by the same function as the host check memory_available."""
+    root = fake_host(str(tmp_path / "host"), hugepages={1048576: 3})
+    host = HostFs(root)
+    assert hugepages_problem(host, 3 << 30, 1 << 30) is None
+    assert hugepages_problem(host, 4 << 30, 1 << 30) == "3 free 1 GiB huge pages, the VM needs 4."
+    assert hugepages_problem(host, 1 << 30, 2 << 20) == (
+        "Huge pages of 2 MiB are not available on this host (/sys/kernel/mm/hugepages/hugepages-2048kB/"
+        "free_hugepages is missing).")
+    with pytest.raises(MadengineError, match=r"^3 free 1 GiB huge pages, the VM needs 4\.$"):
+        vs.build_spec(_params(tmp_path, host_root=root, hugepages=True, memory="4G"), run_command)
+    assert vs.build_spec(_params(tmp_path, host_root=root, hugepages=True, memory="3G"),
+                         run_command)["xml_context"]["hugepage_kib"] == 1048576
 
 
 def test_cloud_init_documents_for_a_user_and_for_root():
@@ -147,7 +155,7 @@ def test_rendered_xml_for_kvm_with_gpus_is_schema_valid(tmp_path):
     root = fake_host(str(tmp_path / "host"), kvm=True, gpus={"0000:83:00.0": dict(numa_node=0, local_cpulist="0-3")},
                      hugepages={1048576: 8})
     spec = vs.build_spec(_params(
-        tmp_path, sysfs_root=root, hostdevs=["83:00.0", {"bdf": "83:00.1", "managed": True}],
+        tmp_path, host_root=root, hostdevs=["83:00.0", {"bdf": "83:00.1", "managed": True}],
         mdevs=["9f0a1b2c-3d4e-4f50-8a6b-7c8d9e0f1a2b"], hugepages=True, memory="4G", vcpus=4), run_command)
     assert spec["domain_type"] == "kvm"
     xml = vs.render_domain_xml(dict(spec["xml_context"], created="2026-01-01T00:00:00Z"))
@@ -193,7 +201,7 @@ def test_rendered_xml_for_software_emulation_and_direct_kernel_boot(tmp_path):
 
 def test_bridge_network_and_emulated_physical_bits(tmp_path):
     root = fake_host(str(tmp_path / "host"), kvm=True)
-    args = _params(tmp_path, sysfs_root=root, network_type="bridge", network="br0", maxphysaddr="46")
+    args = _params(tmp_path, host_root=root, network_type="bridge", network="br0", maxphysaddr="46")
     spec = vs.build_spec(args, run_command)
     xml = vs.render_domain_xml(dict(spec["xml_context"], created="2026-01-01T00:00:00Z"))
     root_el = ET.fromstring(_validate(private_uri(tmp_path), xml))
@@ -234,15 +242,47 @@ def test_bad_input_is_named(tmp_path, overrides, message):
         vs.build_spec(_params(tmp_path, **overrides), run_command)
 
 
-def test_base_image_checks(tmp_path):
-    with pytest.raises(MadengineError, match=r"^base image %s does not exist\.$" % (tmp_path / "none.qcow2")):
+def test_base_image_checks_are_the_host_check_base_image(tmp_path):
+    with pytest.raises(MadengineError, match=r"^Base image %s does not exist\. Build or copy the VM base image "
+                                             r"\(qcow2\) there\.$" % (tmp_path / "none.qcow2")):
         vs.build_spec(_params(tmp_path, base_image=str(tmp_path / "none.qcow2")), run_command)
     raw = tmp_path / "raw.img"
     raw.write_bytes(b"\0" * 4096)
-    with pytest.raises(MadengineError, match=r"^base image %s is raw, not qcow2\.$" % raw):
+    with pytest.raises(MadengineError, match=r"^Base image %s: its format is raw, not qcow2\. Convert it with "
+                                             r"qemu-img convert -O qcow2, or raise the VM disk size\.$" % raw):
         vs.build_spec(_params(tmp_path, base_image=str(raw)), run_command)
     big = make_base(tmp_path / "big.qcow2", "2G")
-    with pytest.raises(MadengineError, match=r"^disk_size 1073741824 bytes is smaller than base image .*big\.qcow2 "
-                                             r"\(2147483648 bytes\); the guest would see a truncated disk\.$"):
+    with pytest.raises(MadengineError, match=r"^Base image .*big\.qcow2: its virtual size \(2 GiB\) exceeds the VM "
+                                             r"disk size \(1 GiB\): the guest would see a truncated disk\. Convert"):
         vs.build_spec(_params(tmp_path, base_image=big, disk_size="1G"), run_command)
     assert vs.build_spec(_params(tmp_path, base_image=big), run_command)["disk_bytes"] == 2 << 30
+    # the base image is the hypervisor's own: a host root does not move it
+    host = fake_host(str(tmp_path / "host"))
+    assert vs.build_spec(_params(tmp_path, base_image=big, host_root=host), run_command)["base_image"] == big
+
+
+def test_base_image_not_readable_by_qemu_is_a_warning(tmp_path):
+    private = make_base(tmp_path / "private.qcow2")
+    os.chmod(private, 0o600)
+    spec = vs.build_spec(_params(tmp_path, base_image=private), run_command)
+    assert spec["warnings"] == ["Base image %s is not readable by the QEMU user (libvirt-qemu/qemu). chmod o+r the "
+                                "image or chown it to the QEMU user." % private]
+
+
+def test_passthrough_result_devices_come_first(tmp_path):
+    """The registered result of gpu_passthrough is handed over as it is; hostdevs and mdevs add to it."""
+    result = {"changed": True, "hostdevs": ["0000:83:00.0", "0000:83:00.1"],
+              "mdevs": ["9f0a1b2c-3d4e-4f50-8a6b-7c8d9e0f1a2b"]}
+    params = _params(tmp_path, passthrough=result, hostdevs=["93:00.0"], cpu_pinning="none",
+                     mdevs=["1f0a1b2c-3d4e-4f50-8a6b-7c8d9e0f1a2b"])
+    spec = vs.build_spec(params, run_command)
+    assert [d["bdf"] for d in spec["hostdevs"]] == ["0000:83:00.0", "0000:83:00.1", "0000:93:00.0"]
+    assert spec["xml_context"]["mdevs"] == ["9f0a1b2c-3d4e-4f50-8a6b-7c8d9e0f1a2b",
+                                            "1f0a1b2c-3d4e-4f50-8a6b-7c8d9e0f1a2b"]
+    skipped = {"changed": False, "skipped": True, "skip_reason": "Conditional result was False"}
+    assert vs.requested_devices(_params(tmp_path, passthrough=skipped)) == ([], [])
+    with pytest.raises(MadengineError, match=r"^hostdev 0000:83:00.0 is listed twice\.$"):
+        vs.build_spec(_params(tmp_path, passthrough=result, hostdevs=["83:00.0"]), run_command)
+    with pytest.raises(MadengineError, match=r"^passthrough.hostdevs must be a list \(the hostdevs of a "
+                                             r"gpu_passthrough result\), not '0000:83:00.0'\.$"):
+        vs.requested_devices(_params(tmp_path, passthrough={"hostdevs": "0000:83:00.0"}))

@@ -10,7 +10,7 @@ import os
 import pytest
 from fake_sysfs import FakeKernel, consumer_host, installed, mi300x_host, plan_ops
 
-from ansible_collections.rocm.madengine.plugins.module_utils.host import sysfs as _sysfs
+from ansible_collections.rocm.madengine.plugins.module_utils.host import hostfs as _hostfs
 from ansible_collections.rocm.madengine.plugins.modules import gpu_passthrough
 
 GPU = "0000:83:00.0"
@@ -23,7 +23,7 @@ def use():
 
 
 def args(kernel, tmp_path, **extra):
-    out = {"sysfs_root": kernel.root, "state_dir": str(tmp_path / "state"), "timeout": 2}
+    out = {"host_root": kernel.root, "state_dir": str(tmp_path / "state"), "timeout": 2}
     out.update(extra)
     return out
 
@@ -125,9 +125,21 @@ def test_bad_input_fails_with_a_sentence(tmp_path, use, module_runner, extra, me
     assert result.failed and result["msg"] == message and k.log == []
 
 
-def test_bad_sysfs_root(tmp_path, module_runner):
-    result = module_runner(gpu_passthrough, {"sysfs_root": str(tmp_path), "state_dir": str(tmp_path / "s")})
-    assert result.failed and result["msg"] == "sysfs_root %s has no sys/bus/pci directory." % tmp_path
+def test_bad_host_root(tmp_path, module_runner):
+    result = module_runner(gpu_passthrough, {"host_root": str(tmp_path), "state_dir": str(tmp_path / "s")})
+    assert result.failed and result["msg"] == "host_root %s has no sys/bus/pci directory." % tmp_path
+
+
+def test_sysfs_root_is_the_old_name_of_host_root_and_any_of_auto(tmp_path, use, module_runner):
+    k = use(mi300x_host(tmp_path / "root", gpus=1))
+    for vendor in ("any", "auto", "NONE", "AMD"):
+        result = module_runner(gpu_passthrough, {"sysfs_root": k.root, "state_dir": str(tmp_path / "state"),
+                                                 "state": "query", "gpu_vendor": vendor})
+        assert not result.failed, result["msg"]
+        assert [d["bdf"] for d in result["devices"]] == [GPU], vendor
+    other = module_runner(gpu_passthrough, {"host_root": k.root, "state_dir": str(tmp_path / "state"),
+                                            "state": "query", "gpu_vendor": "NVIDIA"})
+    assert other["devices"] == []
 
 
 def test_state_files_are_private_and_complete(tmp_path, use, module_runner):
@@ -148,7 +160,7 @@ def test_absent_from_another_process_with_only_the_state_dir(tmp_path, use, modu
     k = use(mi300x_host(tmp_path / "root", gpus=2, audio=True))
     before = k.snapshot()
     module_runner(gpu_passthrough, args(k, tmp_path, gpu_vendor="AMD", count=1))
-    result = module_runner(gpu_passthrough, {"state": "absent", "sysfs_root": k.root,
+    result = module_runner(gpu_passthrough, {"state": "absent", "host_root": k.root,
                                              "state_dir": str(tmp_path / "state")})
     assert result["changed"] and k.snapshot() == before
 
@@ -203,8 +215,31 @@ def test_edges_are_the_only_writers(tmp_path):
     """Without the fake kernel, writes go to the file itself with one write(): what sysfs expects."""
     target = tmp_path / "attr"
     target.write_text("old")
-    _sysfs.write_attr(str(target), "vfio-pci")
+    _hostfs.write_attr(str(target), "vfio-pci")
     assert target.read_text() == "vfio-pci"
     with pytest.raises(OSError) as info:
-        _sysfs.write_attr(str(tmp_path / "missing"), "x")
+        _hostfs.write_attr(str(tmp_path / "missing"), "x")
     assert info.value.errno == errno.ENOENT and not (tmp_path / "missing").exists()
+
+
+def test_absent_keeps_a_device_whose_vfio_group_a_process_holds(tmp_path, use, module_runner):
+    """QEMU that did not exit still holds the group: the GPU is not rebound, the reason and the state file are kept."""
+    from vm_helpers import hold_vfio
+
+    k = use(mi300x_host(tmp_path / "root", gpus=2))
+    up = module_runner(gpu_passthrough, args(k, tmp_path))
+    assert up["leftovers"] == ["the GPU state file %s" % p for p in up["state_files"]]
+    hold_vfio(k.root, 4242, 40)
+    k.log.clear()
+    down = module_runner(gpu_passthrough, args(k, tmp_path, state="absent"))
+    assert down.failed
+    refusal = ("0000:83:00.0 was not given back: /dev/vfio/40 (its IOMMU group) is still open by PID 4242; stop the "
+               "VM that uses it, then run state=absent again.")
+    assert down["msg"] == "Restoring failed for 1 device(s): " + refusal
+    assert down["leftovers"] == [refusal, "the GPU state file %s" % (tmp_path / "state" / (GPU + ".json"))]
+    assert k.driver_of(GPU) == "vfio-pci" and k.driver_of("0000:93:00.0") == "amdgpu"
+    assert [e for e in k.log if GPU in e[1]] == []  # not one write to the held GPU
+    os.unlink(os.path.join(k.root, "proc", "4242", "fd", "17"))
+    again = module_runner(gpu_passthrough, args(k, tmp_path, state="absent"))
+    assert not again.failed and again["leftovers"] == [] and again["clean"] is True
+    assert k.driver_of(GPU) == "amdgpu"

@@ -7,6 +7,8 @@ a passing check-mode test shows the module made none.
 from __future__ import annotations
 
 import json
+import re
+import uuid
 
 import pytest
 from build_tree import ctx_tree
@@ -52,11 +54,19 @@ def test_check_mode_before_the_manifest_directory_exists_plans_builds(tree, modu
     assert result["built"] == ["unit-dummy_cpu_cpu.ubuntu"] and result["manifest_changed"] is True
     assert result["warnings"] == [
         "manifest_path %s: directory %s does not exist yet, so there is no earlier manifest and every image is "
-        "planned as a build (a real run needs the directory)." % (manifest, manifest.parent)]
+        "planned as a build." % (manifest, manifest.parent)]
     assert not (tmp_path / "out").exists(), "check mode creates nothing"
-    real = module_runner(madengine_build, args(tree, tags=["dummy_cpu"], manifest_path=str(manifest)))
-    assert real.failed and real["msg"] == ("manifest_path %s cannot be written: directory %s does not exist."
-                                           % (manifest, manifest.parent))
+
+
+def test_the_real_run_makes_the_manifest_directory(tree, module_runner, tmp_path):
+    # every model fails its plan, so no engine is needed and the manifest records the failure
+    manifest = tmp_path / "out" / "results" / "build_manifest.json"
+    real = module_runner(madengine_build, args(tree, tags=["dummy"], manifest_path=str(manifest), fail_on_error=False,
+                                               additional_context={"gpu_vendor": "NONE"}))
+    assert not real.failed, real.get("msg")
+    assert real["built"] == [] and [f["model"] for f in real["failures"]] == ["dummy"]
+    assert json.loads(manifest.read_text()) == real["manifest"]
+    assert real["manifest"]["summary"]["failed_builds"][0]["model"] == "dummy"
 
 
 def test_unreachable_engine_is_a_clear_error(tree, module_runner):
@@ -163,3 +173,176 @@ def test_registry_password_is_not_returned(tree, module_runner):
                            check_mode=True)
     assert not result.failed
     assert "Pw-unit-0451" not in json.dumps(result)
+
+
+# ---- run id, data providers, selected models ------------------------------------------------------
+
+RUN_ID = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$")
+
+
+def test_a_new_run_id_is_made_in_check_mode_too(tree, module_runner):
+    planned = module_runner(madengine_build, args(tree, tags=["dummy_cpu"]), check_mode=True)
+    again = module_runner(madengine_build, args(tree, tags=["dummy_cpu"], run_id=""), check_mode=True)
+    assert RUN_ID.match(planned["run_id"]) and RUN_ID.match(again["run_id"])
+    assert planned["run_id"] != again["run_id"]
+
+
+def test_a_given_run_id_is_returned(tree, module_runner):
+    result = module_runner(madengine_build, args(tree, tags=["dummy_cpu"], run_id="nightly_2026.11-22"),
+                           check_mode=True)
+    assert not result.failed and result["run_id"] == "nightly_2026.11-22"
+
+
+@pytest.mark.parametrize("run_id", ["a b", "-leading-dash", "x" * 65, "semi;colon", "../up"])
+def test_a_bad_run_id_is_refused(tree, module_runner, run_id):
+    result = module_runner(madengine_build, args(tree, tags=["dummy_cpu"], run_id=run_id), check_mode=True)
+    assert result.failed
+    assert result["msg"] == "run_id %r must be 1-64 letters, digits, '.', '_' or '-'." % run_id
+
+
+def test_data_json_of_the_catalogue_is_returned(tree, module_runner):
+    providers = {"dummy_data": {"local": {"path": "/srv/data/dummy"}}}
+    (tree / "data.json").write_text(json.dumps(providers))
+    result = module_runner(madengine_build, args(tree, tags=["dummy_cpu"]), check_mode=True)
+    assert not result.failed, result.get("msg")
+    assert result["data_providers"] == providers
+
+
+def test_no_data_json_gives_null(tree, module_runner):
+    result = module_runner(madengine_build, args(tree, tags=["dummy_cpu"]), check_mode=True)
+    assert not result.failed and result["data_providers"] is None
+
+
+def test_data_config_option_wins_over_the_catalogue(tree, module_runner, tmp_path):
+    (tree / "data.json").write_text(json.dumps({"catalogue": {}}))
+    other = tmp_path / "other-data.json"
+    other.write_text(json.dumps({"elsewhere": {"nas": {"mirrorlocal": "/mnt"}}}))
+    result = module_runner(madengine_build, args(tree, tags=["dummy_cpu"], data_config=str(other)), check_mode=True)
+    assert result["data_providers"] == {"elsewhere": {"nas": {"mirrorlocal": "/mnt"}}}
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"dummy_data": {"local": {}}', "data_config %s is not valid JSON: Expecting ',' delimiter at line 1 column 29."),
+    ('["dummy_data"]', "data_config %s must hold a JSON object keyed by data name."),
+    (None, "data_config %s does not exist."),
+])
+def test_bad_data_config_is_named(tree, module_runner, tmp_path, content, message):
+    path = tmp_path / "data.json"
+    if content is not None:
+        path.write_text(content)
+    result = module_runner(madengine_build, args(tree, tags=["dummy_cpu"], data_config=str(path)), check_mode=True)
+    assert result.failed and result["msg"] == message % path
+
+
+def test_a_bad_data_json_in_the_catalogue_is_named(tree, module_runner):
+    (tree / "data.json").write_text("not json")
+    result = module_runner(madengine_build, args(tree, tags=["dummy_cpu"]), check_mode=True)
+    assert result.failed
+    assert result["msg"] == "data_config %s is not valid JSON: Expecting value at line 1 column 1." % (
+        tree / "data.json")
+
+
+def test_selected_and_models_in_selection_order(tree, module_runner):
+    result = module_runner(madengine_build, args(tree, tags=["dummy_cpu", "cred", "dummy"], fail_on_error=False,
+                                                 additional_context={"gpu_vendor": "NVIDIA"}), check_mode=True)
+    assert not result.failed, result.get("msg")
+    assert [m["name"] for m in result["selected"]] == ["dummy_cpu", "needs_cred", "dummy"]
+    assert result["selected"][1] == model("needs_cred", ["cred"], dockerfile="docker/cpu", cred="HF_TOKEN")
+    # needs_cred failed its plan (no credentials): a recorded build failure, so the nodes run it as a FAILURE row
+    assert [f["model"] for f in result["failures"]] == ["needs_cred"]
+    assert result["models"] == ["dummy_cpu", "needs_cred", "dummy"]
+    assert result["built"] == ["unit-dummy_cpu_cpu.ubuntu", "unit-dummy_dummy.ubuntu.nvidia"]
+
+
+def test_models_option_is_selected_as_given(tree, module_runner):
+    given = [model("dummy", dockerfile="docker/dummy"), model("dummy_cpu", dockerfile="docker/cpu")]
+    result = module_runner(madengine_build, args(tree, models=given, fail_on_error=False,
+                                                 additional_context={"gpu_vendor": "NONE"}), check_mode=True)
+    assert result["selected"] == given
+    assert result["models"] == ["dummy", "dummy_cpu"]
+    assert [f["model"] for f in result["failures"]] == ["dummy"]
+
+
+def test_a_model_with_no_image_and_no_failure_is_not_in_models(tree, module_runner):
+    # the two models share one image name; the second is skipped with a warning and has no image of its own
+    twin = model("Dummy_CPU", dockerfile="docker/cpu")
+    result = module_runner(madengine_build, args(tree, models=[model("dummy_cpu", dockerfile="docker/cpu"), twin]),
+                           check_mode=True)
+    assert not result.failed, result.get("msg")
+    assert [m["name"] for m in result["selected"]] == ["dummy_cpu", "Dummy_CPU"]
+    assert result["models"] == ["dummy_cpu"]
+
+
+# ---- relative paths -------------------------------------------------------------------------------
+
+def test_relative_paths_are_taken_from_the_working_directory(tree, module_runner, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert tree == tmp_path / "mad"
+    (tmp_path / "ctx.json").write_text(json.dumps({"gpu_vendor": "NONE"}))
+    (tmp_path / "d.json").write_text(json.dumps({"x": {}}))
+    # dummy has no Dockerfile for gpu_vendor NONE: a plan failure, so the real run needs no engine
+    options = dict(mad_root="mad", tags=["dummy"], manifest_path="out/m.json", additional_context_file="ctx.json",
+                   data_config="d.json", log_dir="logs", fail_on_error=False)
+    planned = module_runner(madengine_build, args(tree, **options), check_mode=True)
+    assert not planned.failed, planned.get("msg")
+    assert planned["manifest_path"] == str(tmp_path / "out" / "m.json")
+    assert planned["manifest"]["context"]["gpu_vendor"] == "NONE" and planned["data_providers"] == {"x": {}}
+    assert not (tmp_path / "out").exists()
+    real = module_runner(madengine_build, args(tree, **options))
+    assert not real.failed, real.get("msg")
+    assert real["manifest_path"] == str(tmp_path / "out" / "m.json")
+    assert json.loads((tmp_path / "out" / "m.json").read_text()) == real["manifest"]
+    assert (tmp_path / "logs").is_dir()
+
+
+# ---- credentials given as data ------------------------------------------------------------------
+
+def secret_credentials():
+    return {
+        "localhost:5000": {"username": "unit", "password": "Reg-pw-%s" % uuid.uuid4().hex, "repository": "mad"},
+        "HF_TOKEN": {"username": "hf-%s" % uuid.uuid4().hex[:8], "token": "Hf-tok-%s" % uuid.uuid4().hex},
+    }
+
+
+def test_credentials_and_credential_file_are_exclusive(tree, module_runner, tmp_path):
+    creds = tmp_path / "credential.json"
+    creds.write_text("{}")
+    result = module_runner(madengine_build, args(tree, tags=["dummy_cpu"], credential_file=str(creds),
+                                                 credentials={"HF_TOKEN": {"token": "Tok-3141"}}), check_mode=True)
+    assert result.failed and result["msg"] == "parameters are mutually exclusive: credential_file|credentials"
+
+
+def test_credentials_serve_a_model_cred_and_the_registry(tree, module_runner):
+    creds = secret_credentials()
+    result = module_runner(madengine_build, args(tree, tags=["cred", "dummy_cpu"], registry="localhost:5000",
+                                                 credentials=creds, _ansible_inject_invocation=True),
+                           check_mode=True)
+    assert not result.failed, result.get("msg")
+    assert result["failures"] == []
+    assert result["built"] == ["unit-needs_cred_cpu.ubuntu", "unit-dummy_cpu_cpu.ubuntu"]
+    # the registry entry's repository names the pushed images: a user name or repository that is a common
+    # word must not be masked all over the result
+    assert result["pushed"] == ["localhost:5000/mad:unit-needs_cred_cpu.ubuntu",
+                                "localhost:5000/mad:unit-dummy_cpu_cpu.ubuntu"]
+    command = result["manifest"]["built_images"]["unit-needs_cred_cpu.ubuntu"]["build_command"]
+    assert "--build-arg HF_TOKEN_USERNAME=******** --build-arg HF_TOKEN_TOKEN=********" in command
+    assert result["invocation"]["module_args"]["credentials"] == "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
+    text = json.dumps(result)
+    for secret in (creds["localhost:5000"]["password"], creds["HF_TOKEN"]["username"], creds["HF_TOKEN"]["token"]):
+        assert secret not in text
+
+
+def test_a_malformed_credentials_entry_is_named(tree, module_runner):
+    result = module_runner(madengine_build, args(tree, tags=["cred"], credentials={"HF_TOKEN": "not-an-object"}),
+                           check_mode=True)
+    assert result.failed
+    assert result["msg"] == ("1 failure(s): Credential 'HF_TOKEN' of model 'needs_cred' in the credentials option "
+                             "must be a JSON object.")
+
+
+def test_a_cred_missing_from_the_credentials_option_is_named(tree, module_runner):
+    result = module_runner(madengine_build, args(tree, tags=["cred"], credentials={"OTHER": {"token": "Tok-2718"}}),
+                           check_mode=True)
+    assert result.failed
+    assert result["msg"] == ("1 failure(s): Model 'needs_cred' needs credential 'HF_TOKEN', which the credentials "
+                             "option does not define.")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import uuid
 
 import pytest
 from fake_gpu_sysfs import FakeGpuSysfs, fake_amd_smi, fake_devices, fake_nvidia_smi, fake_rocm
@@ -276,3 +277,79 @@ def test_data_providers_given_as_data_are_planned_like_a_data_json(node, module_
     assert "the data_providers option" in missing["runs"][0]["reason"]
     both = module_runner(madengine_run, args(node, path, data_providers={}, data_config=str(node["tmp"] / "x.json")))
     assert both.failed and both["msg"] == "parameters are mutually exclusive: data_config|data_providers"
+
+
+# ---- credentials given as data, paths, results directory, timeout --------------------------------------
+
+def test_credentials_option_serves_the_model_and_stays_out_of_the_result(node, module_runner):
+    node["fs"].add_amd_gpu("gfx942")
+    mad = node["tmp"] / "mad"
+    mad.mkdir()
+    # the catalogue's own credential.json is not read when the credentials option is given
+    (mad / "credential.json").write_text(json.dumps({"HF": {"token": "File-token-1234"}}))
+    secret, user = "Hf-opt-%s" % uuid.uuid4().hex, "hf-opt-user-%s" % uuid.uuid4().hex[:6]
+    path = write_manifest(node["tmp"], sample_manifest())
+    result = module_runner(madengine_run, args(node, path, tags=["sample_gpu"], mad_root=str(mad),
+                                               credentials={"HF": {"username": user, "password": secret}},
+                                               _ansible_inject_invocation=True), check_mode=True)
+    assert not result.failed, result.get("msg")
+    environment = result["runs"][0]["container"]["environment"]
+    assert environment["HF_PASSWORD"] == "********" and environment["HF_USERNAME"] == "********"
+    assert "HF_TOKEN" not in environment
+    assert result["invocation"]["module_args"]["credentials"] == "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
+    text = json.dumps(result)
+    assert secret not in text and user not in text
+
+
+def test_credentials_and_credential_file_are_exclusive(node, module_runner):
+    path = write_manifest(node["tmp"], sample_manifest())
+    result = module_runner(madengine_run, args(node, path, credential_file=str(node["tmp"] / "c.json"),
+                                               credentials={"HF": {"password": "Pw-5926"}}))
+    assert result.failed and result["msg"] == "parameters are mutually exclusive: credential_file|credentials"
+
+
+def test_a_malformed_credentials_entry_fails_its_model_with_the_reason(node, module_runner):
+    node["fs"].add_amd_gpu("gfx942")
+    path = write_manifest(node["tmp"], sample_manifest())
+    result = module_runner(madengine_run, args(node, path, tags=["sample_gpu"], credentials={"HF": ["list"]}),
+                           check_mode=True)
+    assert not result.failed, result.get("msg")
+    assert result["runs"][0]["action"] == "fail"
+    assert result["runs"][0]["reason"] == ("Credential 'HF' of model 'sample_gpu' in the credentials option must be "
+                                           "a JSON object.")
+
+
+def test_relative_paths_are_taken_from_the_working_directory(node, module_runner, monkeypatch):
+    node["fs"].add_amd_gpu("gfx908")
+    fake_devices(node["tmp"] / "dev", [128])
+    write_manifest(node["tmp"], sample_manifest())
+    monkeypatch.chdir(node["tmp"])
+    result = module_runner(madengine_run, args(node, "build_manifest.json", tags=["sample_gpu"], dev_root="dev",
+                                               results_dir="out/results", output="csv/perf.csv"))
+    assert not result.failed, result.get("msg")
+    assert result["perf_csv"] == str(node["tmp"] / "csv" / "perf.csv")
+    assert result["runs"][0]["log_path"].startswith(str(node["tmp"] / "out" / "results") + os.sep)
+    assert (node["tmp"] / "out" / "results").is_dir() and (node["tmp"] / "csv" / "perf.csv").is_file()
+
+
+def test_results_dir_and_output_directory_are_made(node, module_runner):
+    node["fs"].add_amd_gpu("gfx908")
+    fake_devices(node["tmp"] / "dev", [128])
+    path = write_manifest(node["tmp"], sample_manifest())
+    results = node["tmp"] / "deep" / "results"
+    planned = module_runner(madengine_run, args(node, path, tags=["sample_gpu"], dev_root=str(node["tmp"] / "dev"),
+                                                results_dir=str(results)), check_mode=True)
+    assert not planned.failed and not (node["tmp"] / "deep").exists()
+    result = module_runner(madengine_run, args(node, path, tags=["sample_gpu"], dev_root=str(node["tmp"] / "dev"),
+                                               results_dir=str(results)))
+    assert not result.failed, result.get("msg")
+    assert result["perf_csv"] == str(results / "perf.csv") and (results / "perf.csv").is_file()
+
+
+@pytest.mark.parametrize("timeout, expected", [(None, 900), (0, 0), (60, 60)])
+def test_timeout_null_means_the_model_s_own(node, module_runner, timeout, expected):
+    node["fs"].add_amd_gpu("gfx942")
+    path = write_manifest(node["tmp"], manifest(simple("dummy", timeout=900), simple("plain")))
+    result = module_runner(madengine_run, args(node, path, timeout=timeout), check_mode=True)
+    assert not result.failed, result.get("msg")
+    assert [r["timeout"] for r in result["runs"]] == [expected, 7200 if timeout is None else expected]

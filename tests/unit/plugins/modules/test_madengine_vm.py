@@ -11,6 +11,7 @@ import os
 
 from vm_helpers import NODE_XML, fake_host, hold_vfio, leftovers, module_args
 
+from ansible_collections.rocm.madengine.plugins.module_utils.vm.spec import stable_uuid
 from ansible_collections.rocm.madengine.plugins.modules import madengine_vm
 
 SECRET = "s3cr3t-Passw0rd-for-the-guest"
@@ -30,7 +31,7 @@ def test_running_creates_overlay_seed_state_and_domain(tmp_path, module_runner):
     assert not result.failed, result.get("msg")
     assert result["changed"] is True and result["attempts"] == 1
     assert result["ip"].startswith("192.168.122.")  # the test driver's lease for the "default" network
-    assert result["uuid"] == madengine_vm.stable_uuid("madengine-vm-unit")
+    assert result["uuid"] == stable_uuid("madengine-vm-unit")
     assert os.path.isfile(result["overlay"]) and os.path.isfile(result["seed"])
     assert oct(os.stat(result["seed"]).st_mode & 0o777) == "0o600"
     state = json.loads(open(result["state_file"]).read())
@@ -147,6 +148,7 @@ def test_keep_logs_keeps_only_the_console_log(tmp_path, module_runner):
 
 
 def test_verify_clean_fails_while_a_process_holds_the_vfio_group(tmp_path, module_runner):
+    """sysfs_root is the older name of host_root: /proc of the host root shows who holds the group."""
     host = fake_host(str(tmp_path / "host"), gpus={"0000:83:00.0": dict(iommu_group=42)})
     args = module_args(tmp_path, sysfs_root=host, hostdevs=["83:00.0"], cpu_pinning="none")
     module_runner(madengine_vm, args)
@@ -156,6 +158,7 @@ def test_verify_clean_fails_while_a_process_holds_the_vfio_group(tmp_path, modul
     assert result["msg"] == ("VM madengine-vm-unit was removed but the host is not clean: /dev/vfio/42 (IOMMU group "
                              "of 0000:83:00.0) is still open by PID 4242.")
     assert result["clean"]["ok"] is False
+    assert result["leftovers"] == ["/dev/vfio/42 (IOMMU group of 0000:83:00.0) is still open by PID 4242"]
     relaxed = module_runner(madengine_vm, dict(args, state="absent", verify_clean=False))
     assert not relaxed.failed and relaxed["clean"]["ok"] is False
 
@@ -230,10 +233,12 @@ def test_sweep_finds_domains_by_metadata_and_by_name_prefix(tmp_path, module_run
 def test_bad_inputs_fail_with_a_sentence(tmp_path, module_runner):
     args = module_args(tmp_path)
     cases = [
-        (dict(hostdevs=["gpu0"]), "hostdev 'gpu0' is not a PCI address; use the domain:bus:slot.function form, "
-                                  "e.g. 0000:83:00.0."),
+        (dict(hostdevs=["gpu0"]), "hostdev 'gpu0' is not a PCI address: expected DDDD:BB:DD.F (0000:83:00.0) or "
+                                  "BB:DD.F (83:00.0)."),
+        (dict(passthrough={"hostdevs": ["0000:83:00.0"]}, hostdevs=["83:00.0"]),
+         "hostdev 0000:83:00.0 is listed twice."),
         (dict(base_image=str(tmp_path / "missing.qcow2")),
-         "base image %s does not exist." % (tmp_path / "missing.qcow2")),
+         "Base image %s does not exist. Build or copy the VM base image (qcow2) there." % (tmp_path / "missing.qcow2")),
         (dict(memory="lots"), "memory must be a size such as 8G or 8192M, not 'lots'."),
         (dict(name="bad name"), "VM name 'bad name' is not usable: 1-63 letters, digits, '.', '_', '+' or '-', "
                                 "starting with a letter or digit."),
@@ -249,3 +254,45 @@ def test_bad_inputs_fail_with_a_sentence(tmp_path, module_runner):
     assert leftovers(tmp_path) == []
     missing = module_runner(madengine_vm, {"state": "running", "name": "x"})
     assert missing.failed and "base_image" in missing["msg"]
+
+
+def test_the_passthrough_result_reaches_the_domain_and_the_cleanup_check(tmp_path, module_runner):
+    host = fake_host(str(tmp_path / "host"), gpus={"0000:83:00.0": dict(iommu_group=42)})
+    passthrough = {"changed": True, "hostdevs": ["0000:83:00.0"], "mdevs": [], "plan": []}
+    args = module_args(tmp_path, host_root=host, passthrough=passthrough, cpu_pinning="none")
+    result = module_runner(madengine_vm, args, diff=True)
+    assert not result.failed, result.get("msg")
+    assert "<me:hostdev bdf='0000:83:00.0' managed='no'/>" in result["diff"]["after"]
+    hold_vfio(host, 77, 42)
+    gone = module_runner(madengine_vm, dict(name=args["name"], uri=args["uri"], state="absent", host_root=host,
+                                            image_dir=args["image_dir"], state_dir=args["state_dir"],
+                                            log_dir=args["log_dir"], passthrough=passthrough))
+    assert gone.failed and gone["leftovers"] == ["/dev/vfio/42 (IOMMU group of 0000:83:00.0) is still open by PID 77"]
+
+
+def test_inventory_host_reaches_the_vm_through_the_hypervisor(tmp_path, module_runner):
+    args = module_args(tmp_path, ssh_user="madengine", inventory={
+        "node": "node1", "jump_host": "10.0.0.5", "jump_user": "admin", "jump_port": 2222, "node_connection": "ssh",
+        "private_key_file": "~/.ssh/vm", "vars": {"ansible_python_interpreter": "/usr/bin/python3"}})
+    result = module_runner(madengine_vm, args)
+    assert not result.failed, result.get("msg")
+    assert result["inventory_host"] == {
+        "name": "madengine-vm-unit", "groups": ["madengine_vms"], "ansible_host": result["ip"],
+        "ansible_user": "madengine", "ansible_become": True,
+        "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
+                                   "-o ProxyJump=admin@10.0.0.5:2222",
+        "ansible_ssh_private_key_file": "~/.ssh/vm", "madengine_docker_host": "unix:///var/run/docker.sock",
+        "madengine_vm_uuid": result["uuid"], "madengine_vm_node": "node1",
+        "ansible_python_interpreter": "/usr/bin/python3"}
+
+
+def test_inventory_host_without_a_jump_when_the_controller_is_the_hypervisor(tmp_path, module_runner):
+    args = module_args(tmp_path, inventory={"jump_host": "localhost", "node_connection": "local",
+                                            "vars": {"ansible_connection": "local", "madengine_docker_host": "tcp://x:1"}})
+    checked = module_runner(madengine_vm, args, check_mode=True)
+    assert checked["inventory_host"]["ansible_host"] == "" and checked["inventory_host"]["ansible_become"] is False
+    assert checked["inventory_host"]["ansible_ssh_common_args"] == ("-o StrictHostKeyChecking=no "
+                                                                    "-o UserKnownHostsFile=/dev/null")
+    assert checked["inventory_host"]["madengine_docker_host"] == "tcp://x:1"
+    assert checked["inventory_host"]["ansible_connection"] == "local" and "madengine_vm_node" not in \
+        checked["inventory_host"]
