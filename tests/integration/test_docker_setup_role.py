@@ -20,6 +20,7 @@ import uuid
 import docker
 import pytest
 from conftest import BASE_IMAGE, REGISTRY, run_playbook, task_results
+from simfleet import network
 
 PLAYBOOK = os.path.join(os.path.dirname(__file__), "playbooks", "docker_setup.yml")
 SHARED_ENGINE = "unix:///var/run/docker.sock"
@@ -60,6 +61,8 @@ def node(tmp_path):
     """A directory for one node's own engine; whatever the role starts there is stopped afterwards."""
     base = "/run/mdt-%s" % uuid.uuid4().hex[:8]  # short: unix socket paths are limited to 107 bytes
     os.makedirs(base)
+    bridge = "mfe" + base[-8:]  # a bridge of its own: --bridge=none would delete the main engine's docker0
+    network.ensure_bridge(bridge, seed=base)
     info = {
         "dir": base,
         "host": "unix://%s/docker.sock" % base,
@@ -69,7 +72,7 @@ def node(tmp_path):
             "docker_setup_daemon_json": base + "/daemon.json",
             "docker_setup_dockerd_log": base + "/dockerd.log",
             "docker_setup_dockerd_args": ["--data-root", base + "/data", "--exec-root", base + "/exec",
-                                          "--bridge=none", "--iptables=false", "--ip-masq=false",
+                                          "--bridge=" + bridge, "--iptables=false", "--ip-masq=false",
                                           "--ip-forward=false"],
             "docker_setup_install_engine": False,
             "docker_setup_gpu_vendor": "NONE",
@@ -89,6 +92,7 @@ def node(tmp_path):
     for mount in sorted(mounts, reverse=True):
         subprocess.run(["umount", "-l", mount], check=False)
     shutil.rmtree(base, ignore_errors=True)
+    network.delete_link(bridge)
 
 
 def play(extra, check=False):

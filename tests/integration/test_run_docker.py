@@ -13,7 +13,6 @@ import csv
 import json
 import os
 import shutil
-import subprocess
 import time
 import uuid
 
@@ -22,6 +21,7 @@ import pytest
 from conftest import REGISTRY, SAMPLE_MAD, run_module, run_playbook
 from docker_helpers import delete_repositories, remove_labelled_images
 from fake_gpu_sysfs import FakeGpuSysfs, fake_amd_smi, fake_devices, fake_nvidia_smi
+from node_engines import NodeEngine
 
 from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.rows import COLUMNS, MADENGINE_COLUMNS
 from ansible_collections.rocm.madengine.plugins.modules import madengine_build, madengine_run
@@ -363,42 +363,17 @@ def test_skip_model_run_and_check_mode_run_nothing(built, tmp_path, api):
 
 @pytest.fixture(scope="module")
 def node_engine():
-    """A second dockerd with its own image store, like a GPU node that never saw the images."""
-    base = "/tmp/mn-%s" % SESSION
-    os.makedirs(base)
-    sock = "unix://%s/docker.sock" % base
-    log = open(os.path.join(base, "dockerd.log"), "wb")
-    proc = subprocess.Popen(["dockerd", "--data-root", base + "/data", "--exec-root", base + "/exec", "--pidfile",
-                             base + "/docker.pid", "-H", sock, "--bridge=none", "--iptables=false", "--ip-masq=false",
-                             "--ip-forward=false"], stdout=log, stderr=subprocess.STDOUT)
-    client = None
+    """A second dockerd with its own image store (and bridge), like a GPU node that never saw the images."""
+    engine = NodeEngine("/tmp/mn-%s" % SESSION)
     try:
-        for _attempt in range(120):
-            try:
-                client = docker.APIClient(base_url=sock, version="auto", timeout=30)
-                client.version()
-                break
-            except (docker.errors.DockerException, OSError):
-                time.sleep(0.25)
-        else:
-            pytest.fail("the node dockerd did not start: %s" % open(os.path.join(base, "dockerd.log")).read())
-        yield {"host": sock, "api": client}
-    finally:
-        if client is not None:
-            for container in client.containers(all=True):
-                client.remove_container(container["Id"], force=True)
-            client.close()
-        proc.terminate()
+        engine.start(timeout=60)
+        client = engine.api()
         try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-        with open("/proc/self/mounts") as mounts:
-            for target in sorted((line.split()[1] for line in mounts if " %s/" % base in line), reverse=True):
-                subprocess.run(["umount", "-l", target], check=False)
-        shutil.rmtree(base, ignore_errors=True)
+            yield {"host": engine.host, "api": client}
+        finally:
+            client.close()
+    finally:
+        engine.destroy()
 
 
 def test_a_node_engine_pulls_from_the_registry(built, tmp_path, node_engine):
