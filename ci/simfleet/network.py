@@ -43,8 +43,19 @@ def allocate(prefixlen, seed):
     raise FleetError("no free /%d block left in %s (set MADFLEET_POOL to another private range)" % (prefixlen, POOL))
 
 
+def link_names():
+    """Interfaces of the current network namespace (not /sys/class/net: under nsenter --net that is still the
+    namespace /sys was mounted in)."""
+    names = []
+    for line in run(["ip", "-o", "link", "show"]).splitlines():
+        words = line.split(":", 2)
+        if len(words) == 3:
+            names.append(words[1].strip().split("@", 1)[0])
+    return names
+
+
 def link_exists(name):
-    return os.path.exists("/sys/class/net/%s" % name)
+    return name in link_names()
 
 
 def bridge_address(name):
@@ -79,10 +90,7 @@ def delete_link(name):
 
 
 def links_with_prefix(prefix):
-    try:
-        return sorted(n for n in os.listdir("/sys/class/net") if n.startswith(prefix))
-    except OSError:
-        return []
+    return sorted(n for n in link_names() if n.startswith(prefix))
 
 
 # ---- NAT for SSH nodes (their own network namespaces need the package mirrors and PyPI) -----------------
