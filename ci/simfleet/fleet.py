@@ -45,6 +45,9 @@ NODE_NAME = re.compile(r"^(%s)-([0-9]+)$" % "|".join(re.escape(k) for k in KINDS
 MAIN_ENGINE = "unix:///var/run/docker.sock"
 CONTROLLER_REGISTRY = os.environ.get("MADCI_REGISTRY_ADDR", "127.0.0.1:5000")
 STATE_VERSION = 1
+LOCAL_TOOLS = (("dockerd", "docker.io"), ("ip", "iproute2"))
+SSH_TOOLS = (("docker", "docker.io"), ("docker-registry", "docker-registry"), ("ssh", "openssh-client"),
+             ("ssh-keygen", "openssh-client"), ("nsenter", "util-linux"), ("ip", "iproute2"))
 
 
 def parse_kinds(words):
@@ -142,6 +145,9 @@ class Fleet(object):
                                 fake_gpu.nvidia_hook_script(hook_log))
 
     def up_local(self, nodes):
+        missing = ["%s (Debian package %s)" % (t, p) for t, p in LOCAL_TOOLS if not shutil.which(t)]
+        if missing:
+            raise FleetError("local nodes need %s; ci/setup-host.sh installs them" % ", ".join(missing))
         missing = []
         for node, kind in nodes:
             self.write_fake_gpus(node, kind, os.path.join(self.node_dir(node), "hook.log"))
@@ -233,6 +239,9 @@ class Fleet(object):
         wait_for(lambda: http_answers(url), 30, "the nodes' registry on %s" % address, lambda: ": " + tail(log_path))
 
     def up_ssh(self, nodes, state):
+        missing = ["%s (Debian package %s)" % (tool, package) for tool, package in SSH_TOOLS if not shutil.which(tool)]
+        if missing:
+            raise FleetError("SSH nodes need %s; ci/setup-host.sh installs them" % ", ".join(missing))
         if not engine_answers(MAIN_ENGINE):
             raise FleetError("the main Docker engine (%s) does not answer; SSH nodes run on it" % MAIN_ENGINE)
         if not http_answers("http://%s/v2/" % CONTROLLER_REGISTRY):
