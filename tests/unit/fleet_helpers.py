@@ -20,8 +20,8 @@ SCRIPT = os.path.join(REPO, "ci", "simulated-fleet.sh")
 def fleet(*args, timeout=900, check=True):
     proc = subprocess.run([SCRIPT, *args], capture_output=True, text=True, timeout=timeout, check=False)
     if check and proc.returncode != 0:
-        raise AssertionError("simulated-fleet.sh %s failed (%d):\n%s%s" % (" ".join(args), proc.returncode,
-                                                                          proc.stdout, proc.stderr))
+        raise AssertionError("simulated-fleet.sh %s failed (%d):\n%s%s"
+                             % (" ".join(args), proc.returncode, proc.stdout, proc.stderr))
     return proc
 
 
@@ -53,8 +53,8 @@ def ssh(host_vars, command, check=True):
     proc = subprocess.run(ssh_command(host_vars, command), capture_output=True, text=True, timeout=300,
                           check=False)
     if check and proc.returncode != 0:
-        raise AssertionError("ssh %s %r failed (%d): %s" % (host_vars["ansible_host"], command, proc.returncode,
-                                                             proc.stderr))
+        raise AssertionError("ssh %s %r failed (%d): %s"
+                             % (host_vars["ansible_host"], command, proc.returncode, proc.stderr))
     return proc
 
 
