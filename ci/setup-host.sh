@@ -7,7 +7,9 @@
 #   MADCI_STATE          state and logs (default /var/lib/madci)
 #   MADCI_REGISTRY_ADDR  registry listen address (default 127.0.0.1:5000)
 #   MADCI_EXTRA_PKGS     more Debian packages to install (space separated)
+#   MADCI_FLEET_IMAGE    0 skips the SSH nodes' image of ci/simulated-fleet.sh (default 1)
 set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 export DEBIAN_FRONTEND=noninteractive
 
 MADCI_STATE=${MADCI_STATE:-/var/lib/madci}
@@ -25,6 +27,8 @@ PKGS="docker.io docker-registry busybox-static cgroupfs-mount curl iproute2 pkg-
 PKGS="$PKGS libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils genisoimage cpio ovmf"
 # htpasswd (bcrypt) for the tests' throwaway registry that requires authentication
 PKGS="$PKGS apache2-utils"
+# ci/simulated-fleet.sh --ssh: the nodes' Debian image (mmdebstrap), SSH to them, NAT to package mirrors
+PKGS="$PKGS mmdebstrap openssh-client iptables"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"
@@ -98,4 +102,8 @@ if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
 fi
 # `docker build --pull` needs the base in a registry it can reach.
 docker push -q "$BASE_IMAGE" >/dev/null
+# ---- 5. the SSH nodes' image of ci/simulated-fleet.sh (cached: rebuilt only when its recipe changes) ----
+if [ "${MADCI_FLEET_IMAGE:-1}" = 1 ]; then
+  "$HERE/simulated-fleet.sh" image
+fi
 say "host ready: Docker $(docker version --format '{{.Server.Version}}'), registry $MADCI_REGISTRY_ADDR, base $BASE_IMAGE"

@@ -37,6 +37,14 @@ SAMPLE_MAD = os.path.join(COLLECTION_DIR, "examples", "sample_mad")
 REGISTRY = os.environ.get("MADCI_REGISTRY", "localhost:5000")
 BASE_IMAGE = REGISTRY + "/mad-base:busybox"
 MAIN_ENGINE = "unix:///var/run/docker.sock"
+# The main engine's default bridge as this session found it (tests marked host_check run last and compare).
+HOST_DOCKER0_AT_START = os.path.exists("/sys/class/net/docker0")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Tests marked host_check run after every other test of the session."""
+    last = [item for item in items if item.get_closest_marker("host_check")]
+    items[:] = [item for item in items if not item.get_closest_marker("host_check")] + last
 
 
 @pytest.fixture(scope="session")

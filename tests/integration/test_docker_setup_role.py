@@ -21,6 +21,7 @@ import uuid
 import docker
 import pytest
 from conftest import BASE_IMAGE, REGISTRY, run_playbook, task_results
+from simfleet import network
 
 PLAYBOOK = os.path.join(os.path.dirname(__file__), "playbooks", "docker_setup.yml")
 SHARED_ENGINE = "unix:///var/run/docker.sock"
@@ -68,7 +69,7 @@ def node(tmp_path):
     bridge = "mdtb%s" % unique  # an interface name: at most 15 characters
     os.makedirs(base)
     docker0 = link_exists("docker0")
-    subprocess.run(["ip", "link", "add", bridge, "type", "bridge"], check=True, capture_output=True)
+    network.ensure_bridge(bridge, seed=base)  # a bridge of its own: --bridge=none would delete docker0
     info = {
         "dir": base,
         "host": "unix://%s/docker.sock" % base,
@@ -98,7 +99,7 @@ def node(tmp_path):
     for mount in sorted(mounts, reverse=True):
         subprocess.run(["umount", "-l", mount], check=False)
     shutil.rmtree(base, ignore_errors=True)
-    subprocess.run(["ip", "link", "del", bridge], check=False, capture_output=True)
+    network.delete_link(bridge)
     assert link_exists("docker0") == docker0, "the main engine's docker0 changed"
     assert not link_exists(bridge)
 
