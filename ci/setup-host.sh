@@ -25,6 +25,9 @@ PKGS="docker.io docker-registry busybox-static cgroupfs-mount curl iproute2 pkg-
 PKGS="$PKGS libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils genisoimage cpio ovmf"
 # htpasswd (bcrypt) for the tests' throwaway registry that requires authentication
 PKGS="$PKGS apache2-utils"
+# The real Debian guest of the VM tests (ci/guest-image.sh): mmdebstrap (+ dpkg-architecture for its
+# eatmydata hook), mkfs.ext4 -d; libvirt NAT networks (dnsmasq, iptables) and ssh into the guest.
+PKGS="$PKGS mmdebstrap dpkg-dev e2fsprogs dnsmasq-base iptables openssh-client"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"
