@@ -32,7 +32,16 @@ import uuid
 
 import libvirt
 import pytest
-from real_guest import CI_GUEST_IMAGE, GuestShell, bridge_exists, guest_images, guest_registry, nat_network, port_open
+from real_guest import (
+    CI_GUEST_IMAGE,
+    GuestShell,
+    bridge_exists,
+    free_port,
+    guest_images,
+    guest_registry,
+    nat_network,
+    port_open,
+)
 from vm_helpers import ensure_libvirtd
 
 from ansible_collections.rocm.madengine.plugins.modules import madengine_vm
@@ -74,10 +83,11 @@ def network(conn):
 
 @pytest.fixture(scope="module")
 def registry(network, tmp_path_factory):
-    listen = "%s:5000" % network["address"]
+    port = free_port(network["address"])
+    listen = "%s:%d" % (network["address"], port)
     with guest_registry(listen, tmp_path_factory.mktemp("registry")) as reg:
         yield reg
-    assert not port_open(network["address"], 5000), "the guest registry still listens on %s" % listen
+    assert not port_open(network["address"], port), "the guest registry still listens on %s" % listen
 
 
 @pytest.fixture(scope="module")

@@ -58,7 +58,7 @@ def _free_subnet(conn, tries=50):
     for net in conn.listAllNetworks(0):
         for ip in _network_addresses(net.XMLDesc(0)):
             used.append(ip.network)
-    for _ in range(tries):
+    for _attempt in range(tries):
         candidate = ipaddress.ip_network("10.%d.%d.0/24" % (random.randint(200, 249), random.randint(0, 255)))
         if not any(candidate.overlaps(u) for u in used):
             return candidate
@@ -88,8 +88,8 @@ def nat_network(conn, prefix):
     tag = uuid.uuid4().hex[:6]
     name = "%s-net-%s" % (prefix, tag)
     bridge = "mvbr%s" % tag  # at most 15 characters
-    network = None
-    for _ in range(5):
+    network, last = None, None
+    for _attempt in range(5):
         subnet = _free_subnet(conn)
         gateway = subnet.network_address + 1
         xml = (
@@ -121,6 +121,13 @@ def registry_answers(address, timeout=2):
         return False
 
 
+def free_port(host):
+    """A TCP port nothing listens on at ``host`` (the host's registry may hold 5000 on every address)."""
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
 def port_open(host, port):
     with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
         sock.settimeout(1)
@@ -134,6 +141,8 @@ def guest_registry(listen, workdir):
     The host's own registry listens on loopback only and is left alone; this second process shares its
     storage read-only, so nothing is copied and nothing can be written through it.
     """
+    assert os.path.isfile(MAIN_REGISTRY_CONFIG), (
+        "%s does not exist: the host's registry is not the one ci/setup-host.sh starts" % MAIN_REGISTRY_CONFIG)
     with open(MAIN_REGISTRY_CONFIG) as handle:
         main = yaml.safe_load(handle)
     storage = main["storage"]["filesystem"]["rootdirectory"]
