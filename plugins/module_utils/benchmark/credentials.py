@@ -33,7 +33,7 @@ DOCKERHUB_ENV = (("MAD_DOCKERHUB_USER", "username"), ("MAD_DOCKERHUB_PASSWORD", 
 MAD_SECRETS_MARKER = "MAD_SECRETS"
 _SECRET_FIELD_MARKERS = ("PASSWORD", "TOKEN", "SECRET", "KEY")
 # Fields that name an account or a place, not a secret: masked wherever they appear, they would garble results.
-PUBLIC_FIELDS = ("username", "user", "repository", "repo")
+PUBLIC_FIELDS = ("username", "user", "repository", "repo", "name", "host", "port", "ssh_key_file")
 
 
 def document_secrets(document):

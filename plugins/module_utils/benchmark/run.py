@@ -65,6 +65,8 @@ class _LogPump(threading.Thread):
         self.error = None
 
     def _emit(self, raw):
+        if self.handle.closed:  # a container kept running outlives its log file
+            return
         text = scrub(raw.decode("utf-8", "replace"), self.secrets)
         self.handle.write(text)
         if self.steps is None:
@@ -80,13 +82,15 @@ class _LogPump(threading.Thread):
                 while b"\n" in pending:
                     line, pending = pending.split(b"\n", 1)
                     self._emit(line + b"\n")
-                self.handle.flush()
+                if not self.handle.closed:
+                    self.handle.flush()
             if pending:
                 self._emit(pending + b"\n")
         except Exception as exc:  # pylint: disable=broad-except
             self.error = exc
         finally:
-            self.handle.flush()
+            if not self.handle.closed:
+                self.handle.flush()
 
 
 class Executor(object):
@@ -305,9 +309,7 @@ class Executor(object):
             raise DockerError("%s The container of model '%s' may be left behind." % (exc, run.name))
 
     def _rows_after(self, run, scan, timed_out, pump, steps=None):
-        duration = run.timings.get("run")
-        if steps is not None and steps.model_seconds is not None:
-            duration = steps.model_seconds
+        duration = run.timings.get("run") if steps is None else steps.model_seconds
         if timed_out:
             run.status = "TIMEOUT"
             return [self._row(run, "TIMEOUT", test_duration=duration,
@@ -391,7 +393,7 @@ class Executor(object):
             launcher="docker", gpu_architecture=",".join(archs) or gpu.arch, build_duration=entry.get("build_duration"),
             dataname=",".join(m.name for m in run.data), data_provider_type=",".join(m.provider for m in run.data),
             data_size=",".join(m.size or "" for m in run.data) if any(m.size for m in run.data) else "",
-            data_download_duration=",".join("%.3f" % (m.duration or 0) for m in run.data) if run.data else "",
+            data_download_duration=",".join(str(round(m.duration or 0.0, 3)) for m in run.data) if run.data else "",
             build_number=settings.environ.get("BUILD_NUMBER") or "0",
             additional_docker_run_options=model.get("additional_docker_run_options") or "",
             host=settings.node_name, image_digest=run.image_digest, gpu_product=gpu.product,
