@@ -217,7 +217,8 @@ def test_tools_and_scripts_run_in_madengine_order_with_their_environment(built, 
     last; the wrappers nest B around A around the model; post-scripts in the reverse order; outputs collected."""
     build = run_module(madengine_build, {
         "mad_root": str(built["mad"]), "tags": ["tooled"], "registry": REGISTRY,
-        "manifest_path": str(tmp_path / "m.json"), "image_prefix": PREFIX, "labels": {TEST_LABEL: SESSION}, "docker_host": DOCKER_HOST,
+        "manifest_path": str(tmp_path / "m.json"), "image_prefix": PREFIX, "labels": {TEST_LABEL: SESSION},
+        "docker_host": DOCKER_HOST,
         "additional_context": dict(TOOL_CONTEXT, docker_build_arg={"BASE_DOCKER": ensure_image(REGISTRY)})})
     assert not build.failed, build.get("msg")
     sent = build["catalogue_files"]
