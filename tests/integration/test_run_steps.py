@@ -14,13 +14,14 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import uuid
 
 import docker
 import pytest
 from conftest import REGISTRY, run_module, run_playbook
 from docker_helpers import delete_repositories, remove_labelled_images
-from fake_gpu_sysfs import FakeGpuSysfs
+from fake_gpu_sysfs import FakeGpuSysfs, fake_devices
 from loopback_servers import git_daemon, https_git, make_repository, self_signed, sshd
 from tools_image import ensure_image
 
@@ -159,6 +160,7 @@ def built(api, servers, tmp_path_factory):
         model("data_fail", "scripts/data/run.sh", data="bad_ds"),
         model("plain", "scripts/plain/run.sh"),
         model("sleepy", "scripts/plain/run.sh", args="3", timeout=2),
+        model("skippy", "scripts/plain/run.sh", skip_gpu_arch="gfx942", n_gpus="-1"),
     ]
     write(mad / "models.json", json.dumps(models, indent=1))
     mirror = root / "mirror"
@@ -413,7 +415,7 @@ def test_summary_files_have_madengines_shape(built, tmp_path):
     build_summary = json.loads((built["root"] / "build_summary.json").read_text())
     assert set(build_summary) == {"successful_builds", "failed_builds", "total_build_time", "successful_pushes",
                                   "failed_pushes"}
-    assert len(build_summary["successful_builds"]) == 10 and build_summary["failed_builds"] == []
+    assert len(build_summary["successful_builds"]) == 11 and build_summary["failed_builds"] == []
     path = tmp_path / "summary" / "run_summary.json"
     result = run(built, tmp_path, tags=["plain", "data_fail"], summary_output=str(path))
     summary = json.loads(path.read_text())
@@ -425,3 +427,35 @@ def test_summary_files_have_madengines_shape(built, tmp_path):
     with open(result["perf_csv"], newline="") as handle:
         assert len(list(csv.DictReader(handle))) == 2
     shutil.rmtree(tmp_path / "summary")
+
+
+def test_benchmark_variables_disable_skip_gpu_arch_and_docker_gpus_all(built, tmp_path):
+    """benchmark.yml over two nodes with two fake gfx942 GPUs each: the one with madengine_disable_skip_gpu_arch
+    runs the model that lists gfx942 in skip_gpu_arch, on every GPU (docker_gpus: all); the other skips it."""
+    import yaml
+
+    fs = FakeGpuSysfs(tmp_path / "sys").add_amd_gpu("gfx942").add_amd_gpu("gfx942")
+    fake_devices(tmp_path / "dev", [128, 136])
+    gpu = {"madengine_gpu_vendor": "AMD",
+           "madengine_run_options": {"sysfs_root": fs.root, "dev_root": str(tmp_path / "dev")}}
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text(yaml.safe_dump({"all": {
+        "children": {"controller": {"hosts": {"ctl": None}},
+                     "gpu_nodes": {"hosts": {"skipper": gpu, "runner": dict(gpu, **{
+                         "madengine_disable_skip_gpu_arch": True,
+                         "madengine_additional_context": {"docker_gpus": "all"}})}}},
+        "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}))
+    extra = {"madengine_mad_root": str(built["mad"]), "madengine_tags": ["skippy"], "madengine_registry": REGISTRY,
+             "madengine_image_prefix": PREFIX, "madengine_output_dir": str(tmp_path / "out"), "madengine_serial": 1,
+             "madengine_credential_file": built["creds"],
+             "madengine_additional_context": {"docker_build_arg": {"BASE_DOCKER": ensure_image(REGISTRY)}}}
+    rc, _parsed, log = run_playbook("rocm.madengine.benchmark", inventory=str(inventory), extra_vars=extra,
+                                    cwd=str(tmp_path))
+    assert rc == 0, log[-5000:]
+    with open(tmp_path / "out" / "perf.csv", newline="") as handle:
+        rows = dict((r["host"], r) for r in csv.DictReader(handle))
+    assert rows["skipper"]["status"] == "SKIPPED" and "skip_gpu_arch of model 'skippy' lists gfx942" in (
+        rows["skipper"]["error"])
+    assert rows["runner"]["status"] == "SUCCESS", rows["runner"]["error"]
+    assert (rows["runner"]["gpu_ids"], rows["runner"]["n_gpus"], rows["runner"]["gpu_architecture"]) == (
+        "0,1", "2", "gfx942")
