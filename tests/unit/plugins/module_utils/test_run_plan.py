@@ -317,3 +317,10 @@ def test_missing_device_nodes_are_listed(tmp_path):
 def test_a_bad_timeout_multiplier_is_named():
     with pytest.raises(MadengineError, match=r"timeout_multiplier' must be a number above 0, not 0"):
         effective_timeout(None, {"timeout_multiplier": 0}, {"name": "m"})
+
+
+@pytest.mark.parametrize("launcher, runner", [("deepspeed", "deepspeed --num_gpus=2"), ("vllm", ""), ("primus", ""),
+                                              ("torchrun", "torchrun --standalone --nproc_per_node=2")])
+def test_the_distributed_launcher_gives_the_runner(launcher, runner):
+    (run,) = plan_all(planner(amd(2), ctx={"distributed": {"launcher": launcher}}), manifest(simple("m", n_gpus="2")))
+    assert run.spec.environment["MAD_MULTI_NODE_RUNNER"] == runner
