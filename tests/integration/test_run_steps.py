@@ -42,6 +42,19 @@ DOCKERFILE = """# CONTEXT {'guest_os': 'UBUNTU'}
 ARG BASE_DOCKER=localhost:5000/mad-base:busybox
 FROM ${BASE_DOCKER}
 COPY bin/ /usr/local/bin/
+RUN mkdir -p /opt/rocm/.info && echo 6.4.1 > /opt/rocm/.info/version
+"""
+# Stand-ins for the ROCm tools the system environment details and the GPU profilers read.
+ROCMINFO = """#!/bin/sh
+printf '  Name:                    AMD EPYC\n  Device Type:             CPU\n'
+printf '  Name:                    gfx942\n  Marketing Name:          AMD Instinct MI300X\n'
+printf '  Vendor Name:             AMD\n  Device Type:             GPU\n'
+"""
+AMD_SMI = """#!/bin/sh
+case "$*" in
+  *--power*) printf 'gpu,socket_power\n0,301\n' ;;
+  *) echo "amd-smi stand-in" ;;
+esac
 """
 # A stand-in rocprofv3: writes a trace into its -d directory and runs the command after --.
 ROCPROFV3 = """#!/bin/bash
@@ -136,6 +149,8 @@ def built(api, servers, tmp_path_factory):
     mad = root / "mad"
     write(mad / "docker" / "tools.ubuntu.Dockerfile", DOCKERFILE)
     write(mad / "docker" / "bin" / "rocprofv3", ROCPROFV3, 0o755)
+    write(mad / "docker" / "bin" / "rocminfo", ROCMINFO, 0o755)
+    write(mad / "docker" / "bin" / "amd-smi", AMD_SMI, 0o755)
     write(mad / "scripts" / "common" / "pre_scripts" / "note.sh", NOTE_SH, 0o755)
     write(mad / "scripts" / "common" / "post_scripts" / "note.sh", NOTE_SH, 0o755)
     write(mad / "scripts" / "common" / "tools" / "wrap.sh", WRAP_SH, 0o755)
@@ -250,14 +265,19 @@ def test_tools_and_scripts_run_in_madengine_order_with_their_environment(built, 
     assert session_containers(api) == []
 
 
-def test_a_default_tool_profiles_the_model_with_the_collections_tools_json(built, tmp_path):
-    """The catalogue has no tools.json: rocprofv3 comes from the collection's own, around a stand-in profiler."""
-    result = run(built, tmp_path, tags=["plain"], additional_context={"tools": [{"name": "rocprofv3"}]})
+def test_default_tools_profile_the_model_with_the_collections_tools_json(built, tmp_path):
+    """The catalogue has no tools.json: rocprofv3 and the power profiler come from the collection's own, around a
+    stand-in rocprofv3 and amd-smi."""
+    ctx = {"tools": [{"name": "rocprofv3"}, {"name": "gpu_info_power_profiler"}]}
+    result = run(built, tmp_path, tags=["plain"], additional_context=ctx)
     row = rows_of(result)["plain"]
     assert row["status"] == "SUCCESS", row["error"]
     (trace,) = [p for p in row["output_files"].split(",") if p.endswith("stub_kernel_trace.csv")]
     assert trace.endswith(".outputs/rocprofv3_output/stub_kernel_trace.csv")
     assert open(trace).read() == "kernel,calls\ngemm,7\n"
+    (power,) = [p for p in row["output_files"].split(",") if p.endswith("/gpu_info_power_profiler_output.csv")]
+    lines = open(power).read().splitlines()
+    assert lines[0] == "time,sample" and any(line.endswith(',"0,301"') for line in lines[1:]), lines
 
 
 def test_a_failing_pre_script_is_a_failure_naming_it(built, tmp_path):
@@ -379,6 +399,9 @@ def test_system_environment_details_are_an_env_csv_beside_the_results(built, tmp
     assert lines[0] == "sep=|" and "------- Section: os_information    ----------" in lines
     assert "Distribution|Linux" in lines and any(line.startswith("OS version|Debian") for line in lines)
     assert "------- Section: cpu_information    ----------" in lines
+    gpu = lines.index("------- Section: gpu_information    ----------")
+    assert lines[gpu + 1:gpu + 4] == ["Name|gfx942", "Marketing Name|AMD Instinct MI300X", "Vendor Name|AMD"]
+    assert "ROCm version|6.4.1" in lines
     off = rows_of(run(built, tmp_path / "off", tags=["plain"], sys_env_details=False,
                       additional_context={"gen_sys_env_details": True}))["plain"]
     assert off["output_files"] == "" and not (tmp_path / "off" / "results" / "plain_env.csv").exists()

@@ -42,8 +42,15 @@ rocm=${ROCM_PATH:-/opt/rocm}
   grep -E '^(MemTotal|MemAvailable|SwapTotal):' /proc/meminfo | colon_pairs
   if have rocminfo || have amd-smi || have nvidia-smi; then
     section gpu_information
-    have rocminfo && rocminfo 2>/dev/null | grep -E '^[[:space:]]*(Name|Marketing Name|Vendor Name|Uuid|Device Type):' \
-      | grep -v -E 'CPU|cpu' | colon_pairs
+    have rocminfo && rocminfo 2>/dev/null | awk -F: '
+      function v(x) { sub(/^[ \t]+/, "", x); sub(/[ \t]+$/, "", x); return x }
+      /^[ \t]*Name:/ { name = v($2); market = ""; vendor = ""; uuid = "" }
+      /^[ \t]*Marketing Name:/ { market = v($2) }
+      /^[ \t]*Vendor Name:/ { vendor = v($2) }
+      /^[ \t]*Uuid:/ { uuid = v($2) }
+      /^[ \t]*Device Type:/ && v($2) == "GPU" { n++; print "Name|" name; print "Marketing Name|" market
+        print "Vendor Name|" vendor; if (uuid != "") print "Uuid|" uuid }
+      END { if (n) print "Num GPU|" n }'
     have amd-smi && amd-smi static --asic 2>/dev/null | grep -E 'MARKET_NAME|TARGET_GRAPHICS_VERSION' | colon_pairs
     have nvidia-smi && nvidia-smi -L 2>/dev/null | sed -n 's/^\(GPU [0-9]*\): \(.*\)$/\1|\2/p'
   fi

@@ -164,7 +164,8 @@ class Steps(object):
     def script(self):
         lines = ["#!/bin/sh", "# madengine_run: the steps of model %s" % self.model_name.replace("\n", " "),
                  "W=%s" % WORKSPACE, "M=%s" % _q(self.model_dir),
-                 "mark() { echo \"%s $*\"; }" % MARK,
+                 # the container's clock (nanoseconds where date has them): output may arrive in bursts
+                 "mark() { echo \"%s $(date +%%s.%%N 2>/dev/null) $*\"; }" % MARK,
                  "finish() {"]
         if self.keep_alive:
             lines += ["  trap 'exit 0' TERM INT", "  while :; do sleep 3600 & wait $!; done"]
@@ -267,8 +268,15 @@ class StepLog(object):
             if text and self.current is not None:
                 self.last_output[self.current] = text[:300]
             return False
-        now = self.clock()
-        words = text[len(MARK) + 1:].split(" ")
+        words = text[len(MARK) + 1:].split()
+        now = None
+        if words and words[0][:1].isdigit():   # the container's clock, when its date has nanoseconds
+            now = _float(words[0])
+            words = words[1:]
+        if now is None:
+            now = self.clock()
+        if not words:
+            return True
         event, args = words[0], words[1:]
         if event == "step":
             self._close(now)
@@ -304,6 +312,14 @@ class StepLog(object):
         if self.model_start is None or self.model_end is None:
             return None
         return round(self.model_end - self.model_start, 3)
+
+
+def _float(value):
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if number == number else None
 
 
 def _int(value):
