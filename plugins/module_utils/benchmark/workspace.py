@@ -21,6 +21,7 @@ After the run madengine_run copies the files the steps left in ``/myworkspace`` 
 from __future__ import annotations
 
 import io
+import math
 import os
 import re
 import shlex
@@ -319,7 +320,7 @@ def _float(value):
         number = float(value)
     except (TypeError, ValueError):
         return None
-    return number if number == number else None
+    return None if math.isnan(number) else number
 
 
 def _int(value):
