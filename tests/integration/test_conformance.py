@@ -29,8 +29,8 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 SESSION = uuid.uuid4().hex[:8]
 PREFIX = "conf%s-" % SESSION
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-REFERENCE = os.environ.get("MADENGINE_REFERENCE") or os.path.join(REPO_ROOT, "..", "shared", "tools",
-                                                                    "madengine-reference")
+REFERENCE = (os.environ.get("MADENGINE_REFERENCE")
+             or os.path.join(REPO_ROOT, "..", "shared", "tools", "madengine-reference"))
 TAGS = ["dummy", "dummy_multi", "dummy_fail", "dummy2/model2:batch-size=32", "data_local"]
 
 # Columns that differ on purpose, and why.

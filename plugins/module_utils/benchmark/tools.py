@@ -109,8 +109,8 @@ class CatalogueFiles(object):
                 found[path] = None
         root_path = self._root_path(rel)
         if root_path and os.path.exists(root_path):
-            for path, _full in _tree(os.path.realpath(self.mad_root), os.path.relpath(root_path,
-                                                                                     os.path.realpath(self.mad_root))):
+            root = os.path.realpath(self.mad_root)
+            for path, _full in _tree(root, os.path.relpath(root_path, root)):
                 found[path] = None
         return dict((path, self.read(path)) for path in sorted(found))
 

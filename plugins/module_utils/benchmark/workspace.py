@@ -149,14 +149,13 @@ class Steps(object):
             elif download["kind"] == "nas":
                 ssh = "ssh -p %s -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o " \
                       "NumberOfPasswordPrompts=1" % int(download["port"])
+                source = "%s@%s:%s/" % (download["user"], download["host"], download["path"].rstrip("/"))
                 lines += ["for tool in rsync ssh; do command -v $tool >/dev/null 2>&1 || "
                           "{ echo \"the image has no $tool, which NAS data needs\"; fail 127 data %s; }; done"
                           % _q(mount.name),
                           "SSH_ASKPASS=%s SSH_ASKPASS_REQUIRE=force DISPLAY=madengine rsync -a -e %s %s %s/ "
                           "</dev/null || fail $? data %s"
-                          % (ASKPASS, _q(ssh), _q("%s@%s:%s/" % (download["user"], download["host"],
-                                                              download["path"].rstrip("/"))),
-                             home, _q(mount.name)),
+                          % (ASKPASS, _q(ssh), _q(source), home, _q(mount.name)),
                           "rm -f %s" % NAS_PASSWORD]
             lines += ['mark data-size %s "$(du -sh %s | cut -f1)"' % (_q(mount.name), home),
                       "mark step-done data %s" % _q(mount.name)]
