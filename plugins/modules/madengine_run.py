@@ -315,6 +315,17 @@ EXAMPLES = r"""
     pull_only: true
   throttle: 8
 
+- name: Profile the models with rocprofv3 and keep their model directories; tool outputs land beside the logs
+  rocm.madengine.madengine_run:
+    manifest: "{{ build.manifest }}"
+    catalogue_files: "{{ build.catalogue_files }}"
+    additional_context:
+      tools:
+        - name: rocprofv3
+      gen_sys_env_details: true
+    keep_model_dir: true
+    results_dir: /srv/results
+
 - name: Plan the containers without running them
   rocm.madengine.madengine_run:
     manifest_path: /srv/results/build_manifest.json

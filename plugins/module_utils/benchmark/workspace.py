@@ -170,8 +170,8 @@ class Steps(object):
         if self.keep_alive:
             lines += ["  trap 'exit 0' TERM INT", "  while :; do sleep 3600 & wait $!; done"]
         lines += ['  exit "$1"', "}",
-                  'fail() { rc=$1; shift; [ "$rc" -eq 0 ] && rc=1; mark fail "$rc" "$@"; mark end "$rc"; '
-                  'finish "$rc"; }',
+                  'fail() { rc=$1; shift; [ "$rc" -eq 0 ] && rc=1; rm -f %s %s; mark fail "$rc" "$@"; '
+                  'mark end "$rc"; finish "$rc"; }' % (SSH_KEY, NAS_PASSWORD),
                   "mkdir -p \"$W\" && cd \"$W\" || fail $? workspace"]
         if self.clone is not None:
             lines += ["mark step clone"] + self.clone.commands()
