@@ -20,7 +20,7 @@ import uuid
 import docker
 import pytest
 from conftest import REGISTRY, run_module, run_playbook
-from docker_helpers import delete_repositories, remove_labelled_images
+from docker_helpers import delete_repositories, remove_labelled_images, remove_prefixed_images
 from fake_gpu_sysfs import FakeGpuSysfs, fake_devices
 from loopback_servers import git_daemon, https_git, make_repository, self_signed, sshd
 from tools_image import ensure_image
@@ -120,6 +120,7 @@ def api():
         if (container.get("Labels") or {}).get(RUN_LABEL, "").startswith(PREFIX):
             client.remove_container(container["Id"], force=True)
     remove_labelled_images(client, "%s=%s" % (TEST_LABEL, SESSION))
+    remove_prefixed_images(client, REGISTRY, PREFIX)   # benchmark.yml's builds carry no test label
     delete_repositories(REGISTRY, PREFIX)
     client.close()
 
