@@ -346,7 +346,9 @@ class Fleet(object):
             groups.setdefault(kind.replace("-", "_"), {}).setdefault("hosts", {})[node] = host
         for kind in {k for _n, k in nodes}:
             group_vars = {"docker_setup_amd_udev_rules": False, "docker_setup_nvidia_packages": []}
-            if not ssh:
+            if ssh:  # Debian's system Python (PEP 668): docker_setup installs the SDK into /usr/local
+                group_vars.update(docker_setup_pip_break_system_packages=True)
+            else:
                 group_vars.update(docker_setup_install_engine=False, docker_setup_service_mode="background",
                                   docker_setup_amd_groups=[])
             groups[kind.replace("-", "_")]["vars"] = group_vars

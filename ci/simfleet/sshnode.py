@@ -9,7 +9,8 @@ node has an address of its own, its loopback is its own and it reaches the contr
 bridge.  Its dockerd keeps /var/lib/docker on a host directory (overlay on overlay does not work), puts
 its containers under a cgroup parent of its own and reads /etc/docker/daemon.json, which docker_setup
 manages (registry trust is not preset).  ``--privileged`` is refused on some hosts: SYS_ADMIN and
-NET_ADMIN with unconfined seccomp/AppArmor and a writable /sys/fs/cgroup are enough.
+NET_ADMIN with unconfined seccomp/AppArmor and a writable /sys/fs/cgroup are enough, plus SYS_PTRACE and SYS_NICE
+for the models' containers, which ask for them.
 """
 
 from __future__ import annotations
@@ -170,6 +171,8 @@ def start_container(fid, node, image, binds):
     argv = ["docker", "run", "-d", "--name", name, "--hostname", node, "--init", "--network", "none",
             "--label", "%s=%s" % (LABEL_FLEET, fid), "--label", "%s=%s" % (LABEL_NODE, node),
             "--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN",
+            # the capabilities madengine's GPU containers ask for (a container gets no more than its node has)
+            "--cap-add", "SYS_PTRACE", "--cap-add", "SYS_NICE",
             "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
             "-e", "SIMULATED_NODE_CGROUP=%s" % cgroup_parent(fid, node),
             "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw"]

@@ -98,6 +98,13 @@ options:
       - Add a C(FAILURE) row for every expected (model, node) pair without a row. Needs O(models).
     type: bool
     default: true
+  unreachable:
+    description:
+      - Nodes that became unreachable during the run, each with the time it was noticed (UTC, ISO 8601). Their
+        missing pairs get C(FAILURE) rows saying C(unreachable) and the time; the rows they returned before are
+        kept. Nodes with an empty time are ignored.
+    type: dict
+    default: {}
   previous_csv:
     description:
       - A merged CSV of an earlier run (this module's output). Its failed or missing pairs are returned in RV(rerun).
@@ -219,6 +226,11 @@ summary:
       description: Number of failed pairs.
       type: int
       sample: 1
+    unreachable_nodes:
+      description: Nodes that became unreachable during the run (O(unreachable)).
+      type: list
+      elements: str
+      sample: [node7]
     missing_nodes:
       description: Nodes that returned nothing.
       type: list
@@ -266,6 +278,7 @@ def main():
             title=dict(type="str", default="madengine results"),
             run_id=dict(type="str"),
             fill_missing=dict(type="bool", default=True),
+            unreachable=dict(type="dict", default={}),
             previous_csv=dict(type="path"),
             rerun_statuses=dict(type="list", elements="str", choices=["FAILURE", "TIMEOUT", "SKIPPED"],
                                 default=["FAILURE", "TIMEOUT"]),

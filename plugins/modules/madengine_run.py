@@ -246,6 +246,16 @@ options:
     description:
       - Directory used as C(mirrorlocal) of every non-local data provider (madengine's C(--force-mirror-local)).
     type: path
+  registry:
+    description:
+      - The C(host:port) by which this node reaches the registry the build pushed to, when that is another address
+        than the build's (a mirror of it, or the same registry under a name the node can reach).
+      - The images the manifest records under the build's registry are pulled as C(<registry>/<repository>) by
+        the manifest's digests, so the node runs exactly what was built; the rows keep the manifest's references.
+      - The credentials entry of this address logs in for the pulls, else the build registry's entry.
+      - Playbooks set it to the node's C(madengine_registry). Empty or the build's registry uses the manifest's
+        references as they are.
+    type: str
   node_name:
     description:
       - The C(host) column of the rows. Playbooks set it to C({{ inventory_hostname }}).
@@ -509,6 +519,7 @@ def main():
         data_config=dict(type="path"),
         data_providers=dict(type="dict"),
         force_mirror_local=dict(type="path"),
+        registry=dict(type="str"),
         node_name=dict(type="str"),
         deployment_type=dict(type="str", fallback=(env_fallback, ["MAD_DEPLOYMENT_TYPE"])),
         vm_id=dict(type="str"),

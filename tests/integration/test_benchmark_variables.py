@@ -23,6 +23,7 @@ FIXED = {"madengine_mad_root", "madengine_tags", "madengine_additional_context",
 PLAY_LEVEL = {"madengine_serial"}
 # names in the documents that are facts or modules, not variables
 NOT_VARIABLES = {"madengine_results", "madengine_summary", "madengine_benchmark", "madengine_node_error",
+                 "madengine_node_unreachable",
                  "madengine_planned", "madengine_models", "madengine_discover", "madengine_build", "madengine_run",
                  "madengine_report", "madengine_vm",
                  # the group of the VMs vm_benchmark.yml adds to the inventory, and their two host variables

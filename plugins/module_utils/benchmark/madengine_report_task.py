@@ -64,9 +64,11 @@ def report_task(module):
         if not params[name] or os.sep in params[name] or params[name] in (".", ".."):
             raise MadengineError("%s must be a plain file name, not %r." % (name, params[name]))
     report = _report.merge(params["results"], hosts=hosts, models=models, previous_rows=previous_rows,
-                           fill_missing=params["fill_missing"], rerun_statuses=tuple(params["rerun_statuses"]))
+                           fill_missing=params["fill_missing"], rerun_statuses=tuple(params["rerun_statuses"]),
+                           unreachable=params["unreachable"])
     for note in report.notes:
         module.warn(note)
+    _report.logs_at_home(report.rows, output_dir)
     csv_bytes = report.to_csv()
     run_id = params["run_id"] or _report.default_run_id(report, csv_bytes)
     csv_path = os.path.join(output_dir, params["csv_name"])
@@ -75,7 +77,7 @@ def report_task(module):
     changed = _report.ensure_directory(output_dir, check_mode=check)
     changed = write_if_changed(csv_path, csv_bytes, check_mode=check) or changed
     if html_path:
-        html_bytes = _report.to_html(report, params["title"], run_id)
+        html_bytes = _report.to_html(report, params["title"], run_id, base_dir=os.path.abspath(output_dir))
         changed = write_if_changed(html_path, html_bytes, check_mode=check) or changed
     result.update(
         changed=changed,

@@ -31,6 +31,7 @@ from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.docker_cl
 )
 from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.manifest import (
     check_directory,
+    for_registry,
     load_manifest,
     prepare_output,
 )
@@ -205,6 +206,7 @@ class RunTask(object):
             raise MadengineError("mad_root %s is not a directory." % mad_root)
 
         manifest, source = _load_manifest(params)
+        manifest = for_registry(manifest, params.get("registry"))
         ctx = self.context(manifest, source)
         credentials = Credentials.load(None if self.credentials is not None else (
             params.get("credential_file") or _default_file(mad_root, "credential.json")),

@@ -106,6 +106,33 @@ def load_manifest(path):
     return document
 
 
+def for_registry(manifest, registry):
+    """The manifest as a node that reaches the build's registry at another address sees it.
+
+    Each image pushed to the build's registry is pulled as ``<registry>/<repository>`` by the same digest
+    (the digests stay the identity of what runs); the build's own references are kept as ``build_registry``,
+    ``build_registry_image`` and ``build_registry_digest``.  ``registry`` empty or the build's: unchanged.
+    """
+    registry = (registry or "").rstrip("/")
+    images = manifest.get("built_images") or {}
+    if not registry or not isinstance(images, dict):
+        return manifest
+    renamed = dict(manifest)
+    renamed["built_images"] = dict(images)
+    for key, entry in images.items():
+        build = entry.get("registry") if isinstance(entry, dict) else None
+        if not build or build.rstrip("/") == registry or "/" in build.rstrip("/"):
+            continue
+        prefix = build.rstrip("/") + "/"
+        seen = dict(entry, registry=registry, build_registry=build)
+        for field in ("registry_image", "registry_digest"):
+            if str(seen.get(field) or "").startswith(prefix):
+                seen["build_" + field] = seen[field]
+                seen[field] = registry + "/" + seen[field][len(prefix):]
+        renamed["built_images"][key] = seen
+    return renamed
+
+
 def image_entry(outcome, registry=None):
     """The ``built_images`` entry of one image outcome (madengine fields first, then ours)."""
     plan = outcome.plan

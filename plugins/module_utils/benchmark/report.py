@@ -26,6 +26,7 @@ import io
 import math
 import os
 import traceback
+from urllib.parse import quote as urlquote
 
 from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.rows import (
     COLUMNS,
@@ -46,6 +47,7 @@ else:
 RERUN_STATUSES = ("FAILURE", "TIMEOUT")
 NO_RESULTS = "no results from node %s (unreachable, or it failed before returning rows)"
 NO_ROW = "node %s returned no row for this model"
+UNREACHABLE = "node %s unreachable since %s: no row for this model"
 REQUIRED = ("model", "status")
 _COLUMN_SET = frozenset(COLUMNS)
 
@@ -253,6 +255,7 @@ class Report(object):
         self.carried = carried
         self.notes = notes
         self.models = models
+        self.unreachable = []  # nodes lost during the run
         self._frame = None
 
     @property
@@ -288,7 +291,8 @@ def require_pandas():
         raise MadengineError("The pandas Python library is needed on the controller to merge results.")
 
 
-def merge(results, hosts=None, models=None, previous_rows=None, fill_missing=True, rerun_statuses=RERUN_STATUSES):
+def merge(results, hosts=None, models=None, previous_rows=None, fill_missing=True, rerun_statuses=RERUN_STATUSES,
+          unreachable=None):
     """Merge every node's rows (with pandas) into one ordered table.
 
     ``hosts`` are the nodes expected to return rows (default: those in ``results``); a node with no
@@ -296,8 +300,10 @@ def merge(results, hosts=None, models=None, previous_rows=None, fill_missing=Tru
     row gets a FAILURE row saying so (``fill_missing``), and rows are ordered by model within a node.
     ``previous_rows`` (from a previous merged CSV) are carried over for the pairs the new results do
     not cover, which is how a re-run of failed pairs yields a complete table again; a node is then
-    missing only when the re-run plan (``rerun_statuses``) gave it something to run.
+    missing only when the re-run plan (``rerun_statuses``) gave it something to run.  ``unreachable`` maps
+    the nodes lost during the run to the time: their missing pairs say so.
     """
+    lost = dict((str(host), str(since)) for host, since in (unreachable or {}).items() if since)
     require_pandas()
     by_host, notes = normalise_results(results)
     names = model_names(models)
@@ -335,7 +341,8 @@ def merge(results, hosts=None, models=None, previous_rows=None, fill_missing=Tru
             have = set(pairs.base(row["model"]) for row in fresh.get(host, ()))
             for name in names:
                 if name not in have:
-                    reason = (NO_RESULTS if host in missing_hosts else NO_ROW) % host
+                    reason = (UNREACHABLE % (host, lost[host]) if host in lost
+                              else (NO_RESULTS if host in missing_hosts else NO_ROW) % host)
                     fresh.setdefault(host, []).append(make_row(model=name, host=host, status="FAILURE",
                                                                error=reason))
                     placeholders += 1
@@ -349,7 +356,9 @@ def merge(results, hosts=None, models=None, previous_rows=None, fill_missing=Tru
             node_rows = sorted(node_rows, key=lambda r: rank[id(r)])
         rows.extend(node_rows)
     header = header_for(rows)
-    return Report(header, rows, order, missing_hosts, placeholders, carried, notes, names)
+    report = Report(header, rows, order, missing_hosts, placeholders, carried, notes, names)
+    report.unreachable = [host for host in order if host in lost]
+    return report
 
 
 def default_run_id(report, csv_bytes):
@@ -370,6 +379,7 @@ def summary(report, run_id, csv_path=None, html_path=None, max_failed=20):
         failed=["%s@%s" % (p["model"], p["host"]) for p in failed[:max_failed]],
         failed_total=len(failed),
         missing_nodes=list(report.missing_hosts),
+        unreachable_nodes=list(report.unreachable),
         csv=csv_path,
         html=html_path,
     )
@@ -413,6 +423,38 @@ def _fmt(value):
     return "%.6g" % value
 
 
+def logs_at_home(rows, output_dir):
+    """Rows whose run log was fetched to ``<output_dir>/<host>/`` name that copy in ``log_path`` and the node's
+    file in ``node_log_path``; rows already carrying a node path (from a previous CSV) are left as they are."""
+    for row in rows:
+        path = row.get("log_path") or ""
+        if not path or row.get("node_log_path") or not row.get("host"):
+            continue
+        home = os.path.abspath(os.path.join(output_dir, row["host"], os.path.basename(path)))
+        if os.path.isfile(home):
+            row["node_log_path"], row["log_path"] = path, home
+
+
+class Link(object):
+    """A table cell that links ``href`` (relative to the report) with the text ``text``."""
+
+    def __init__(self, href, text):
+        self.href, self.text = href, text
+
+
+def _log_cell(log_path, base_dir):
+    """The log of a row as a link relative to the report when it is on the controller, else its path as text."""
+    if base_dir and log_path and os.path.isabs(log_path) and os.path.isfile(log_path):
+        return Link(os.path.relpath(log_path, base_dir), os.path.basename(log_path))
+    return log_path
+
+
+def _cell(cell):
+    if isinstance(cell, Link):
+        return '<td><a href="%s">%s</a></td>' % (_esc(urlquote(cell.href)), _esc(cell.text))
+    return "<td>%s</td>" % _esc(cell)
+
+
 def _table(headings, rows, numeric=(), row_classes=None):
     out = ["<table><thead><tr>"]
     out.extend("<th>%s</th>" % _esc(h) for h in headings)
@@ -426,7 +468,7 @@ def _table(headings, rows, numeric=(), row_classes=None):
             elif position in numeric:
                 out.append('<td class="num">%s</td>' % _esc(cell))
             else:
-                out.append("<td>%s</td>" % _esc(cell))
+                out.append(_cell(cell))
         out.append("</tr>")
     out.append("</tbody></table>")
     return "".join(out)
@@ -479,7 +521,7 @@ def _bar_chart(model, metric, bars):
     return "".join(out)
 
 
-def to_html(report, title, run_id):
+def to_html(report, title, run_id, base_dir=None):
     """A self-contained HTML page: summary, status counts, nodes, models, one chart per model, rows."""
     frame = report.frame
     counts = report.counts()
@@ -506,12 +548,14 @@ def to_html(report, title, run_id):
     problems = [r for r in report.rows if r["status"] != "SUCCESS"]
     out.append("<h2>Failures and skips (%d)</h2>" % len(problems))
     if problems:
-        out.append(_table(["model", "host", "status", "error", "log_path"],
-                          [(r["model"], r["host"], r["status"], r["error"], r["log_path"]) for r in problems]))
+        out.append(_table(["model", "host", "status", "error", "log"],
+                          [(r["model"], r["host"], r["status"], r["error"], _log_cell(r["log_path"], base_dir))
+                           for r in problems]))
     out.append("<h2>All rows (%d)</h2>" % total)
     out.append("<details><summary>show</summary>")
-    out.append(_table(list(_HTML_COLUMNS), [tuple(r.get(c, "") for c in _HTML_COLUMNS) for r in report.rows],
-                      numeric=(3, 7)))
+    out.append(_table(list(_HTML_COLUMNS) + ["log"],
+                      [tuple(r.get(c, "") for c in _HTML_COLUMNS) + (_log_cell(r["log_path"], base_dir),)
+                       for r in report.rows], numeric=(3, 7)))
     out.append("</details></body></html>\n")
     return "".join(out).encode("utf-8")
 

@@ -42,13 +42,18 @@ PROVENANCE_COLUMNS = (
     "end_time",
     "exit_code",       # of the model script; empty when it never ran
     "run_id",          # one id per madengine_run invocation
-    "log_path",        # the model run's log on the node
+    "log_path",        # the model run's log: the controller's copy once fetched, else the node's file
     "output_files",    # files the run left (tool outputs, env CSV, kept model dir) on the node, comma-separated
     "vm_id",           # libvirt domain uuid in VM mode
     "error",           # short reason for FAILURE, TIMEOUT and SKIPPED rows
 )
 
-COLUMNS = MADENGINE_COLUMNS + PROVENANCE_COLUMNS
+# Where the run log is on its node, once log_path names the controller's copy (after the provenance columns).
+LOG_COLUMNS = (
+    "node_log_path",
+)
+
+COLUMNS = MADENGINE_COLUMNS + PROVENANCE_COLUMNS + LOG_COLUMNS
 
 STATUSES = ("SUCCESS", "FAILURE", "TIMEOUT", "SKIPPED")
 

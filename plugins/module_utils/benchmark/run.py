@@ -115,6 +115,8 @@ class Executor(object):
         if not registry:
             return None
         auth = self.credentials.registry_auth(registry)
+        if auth is None and run.entry.get("build_registry"):  # the build's login, for another name of its registry
+            auth = self.credentials.registry_auth(run.entry["build_registry"])
         return auth.as_auth_config() if auth is not None else None
 
     def _local(self, run):
@@ -157,7 +159,7 @@ class Executor(object):
         if run.entry.get("registry_image"):
             entry_repo = split_reference(run.entry["registry_image"])[0]
         if wanted and wanted in digests:
-            return wanted
+            return run.entry.get("build_registry_digest") or wanted
         for digest in digests:
             if entry_repo and digest.split("@", 1)[0] == entry_repo:
                 return digest

@@ -194,7 +194,7 @@ def test_summary_is_compact_and_counts_every_status():
         "run_id": "r1", "rows": 15, "nodes": 3,
         "counts": {"SUCCESS": 10, "FAILURE": 4, "TIMEOUT": 1, "SKIPPED": 0},
         "failed": ["dummy@node1", "dummy2/model2@node1"], "failed_total": 5,
-        "missing_nodes": ["node3"], "csv": "/x/perf.csv", "html": "/x/perf.html",
+        "missing_nodes": ["node3"], "unreachable_nodes": [], "csv": "/x/perf.csv", "html": "/x/perf.html",
     }
 
 
@@ -417,3 +417,19 @@ def test_rows_with_every_column_as_text_and_rows_needing_conversion_merge_alike(
     two = _report.merge({"node1": [typed]})
     assert one.to_csv() == two.to_csv()
     assert one.notes == two.notes == []
+
+
+def test_a_node_lost_during_the_run_keeps_its_rows_and_its_missing_pairs_say_unreachable_and_when():
+    results = {"node1": node_rows("node1"), "node2": node_rows("node2")[:1], "node3": []}
+    report = _report.merge(results, hosts=["node1", "node2", "node3"], models=MODELS,
+                           unreachable={"node2": "2026-12-04T17:00:00Z", "node1": ""})
+    table = [(r["host"], r["model"], r["status"], r["error"]) for r in report.rows if r["host"] == "node2"]
+    assert table == [
+        ("node2", "dummy", "SUCCESS", ""),
+        ("node2", "dummy_multi", "FAILURE", "node node2 unreachable since 2026-12-04T17:00:00Z: no row for this model"),
+        ("node2", "dummy2/model2", "FAILURE",
+         "node node2 unreachable since 2026-12-04T17:00:00Z: no row for this model")]
+    assert report.unreachable == ["node2"] and report.missing_hosts == ["node3"]
+    found = _report.summary(report, "r1")
+    assert found["unreachable_nodes"] == ["node2"] and found["missing_nodes"] == ["node3"]
+    assert _report.summary(_report.merge(fleet()), "r")["unreachable_nodes"] == []
