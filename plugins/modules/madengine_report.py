@@ -162,7 +162,8 @@ options:
   baseline_run:
     description:
       - Pin the baseline to this stored run id (every row is compared with that run's rows of its series).
-      - An id that is not in the results database fails the task before anything is written.
+      - An id that is not in the results database fails the task before anything is written. Not with
+        O(baseline_csv).
     type: str
   baseline_csv:
     description:
@@ -505,7 +506,6 @@ def main():
             import_csv=dict(type="path"),
         ),
         required_one_of=[("results", "previous_csv", "import_csv")],
-        mutually_exclusive=[("baseline_run", "baseline_csv")],
         required_by=dict(results="output_dir", import_csv="output_dir"),
         supports_check_mode=True,
     )

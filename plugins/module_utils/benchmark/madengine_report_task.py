@@ -95,6 +95,8 @@ def report_task(module):
         value = params[name]
         if (value or name != "json_name") and (not value or os.sep in value or value in (".", "..")):
             raise MadengineError("%s must be a plain file name, not %r." % (name, value))
+    if params["baseline_run"] and params["baseline_csv"]:
+        raise MadengineError("baseline_run and baseline_csv both pin the baseline; give one of them.")
     policy = _baseline.Policy(params["baseline_scope"], params["thresholds"], params["metric_directions"],
                               params["trend_runs"])
     baseline_csv = None
@@ -103,12 +105,16 @@ def report_task(module):
             params["baseline_csv"], "Baseline CSV %s" % params["baseline_csv"], ("model", "performance"),
             filled=("model",))[1])
     _html.log_linker(params["log_url"], None)  # a bad template is an error before anything is written
+    report = _report.merge(params["results"], hosts=hosts, models=models, previous_rows=previous_rows,
+                           fill_missing=params["fill_missing"], rerun_statuses=tuple(params["rerun_statuses"]))
+    for note in report.notes:
+        module.warn(note)
 
     # the default SQLite file lives in the output directory: make it first
     created = _report.ensure_directory(params["output_dir"], check_mode=module.check_mode)
     db, db_error = open_database(module, location)
     try:
-        merged = merge_and_write(module, db, db_error, location, hosts, models, previous_rows, baseline_csv, policy)
+        merged = merge_and_write(module, report, db, db_error, location, baseline_csv, policy)
         merged["changed"] = merged["changed"] or result["changed"] or created
         result.update(merged)
     finally:
@@ -128,13 +134,9 @@ def open_database(module, location):
         return None, str(exc)
 
 
-def merge_and_write(module, db, db_error, location, hosts, models, previous_rows, baseline_csv, policy):
+def merge_and_write(module, report, db, db_error, location, baseline_csv, policy):
     params = module.params
     check = module.check_mode
-    report = _report.merge(params["results"], hosts=hosts, models=models, previous_rows=previous_rows,
-                           fill_missing=params["fill_missing"], rerun_statuses=tuple(params["rerun_statuses"]))
-    for note in report.notes:
-        module.warn(note)
     run_id = params["run_id"] or _report.default_run_id(report, report.to_csv())
     collected_at = utc_now()
     run_ids = _history.row_run_ids(report.rows, run_id)

@@ -27,9 +27,9 @@ th,td{border:1px solid var(--line);padding:.2em .5em;text-align:left;vertical-al
 th{background:var(--head)}table.sortable th{cursor:pointer;user-select:none;white-space:nowrap}
 th[aria-sort=ascending]::after{content:" \\25B2"}th[aria-sort=descending]::after{content:" \\25BC"}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-.SUCCESS,.improved{color:var(--good)}.FAILURE,.regressed{color:var(--bad);font-weight:600}
+.SUCCESS,.improved{color:var(--good)}.FAILURE,td.regressed,span.regressed{color:var(--bad);font-weight:600}
 .TIMEOUT{color:var(--warn)}.SKIPPED,.unchanged,.nobaseline{color:var(--mute)}
-tr.missing td{background:#ffebee}tr.regressed td{background:#fff5f5}
+tr.missing td{background:#ffebee}tr.regressed td{background:#fff5f5}tr.regressed td:first-child{font-weight:600}
 .filters{position:sticky;top:0;background:#fff;padding:.5em 0;border-bottom:1px solid var(--line);z-index:1}
 .filters input{width:22em}.filters label{margin-right:1em}
 svg.trend{display:block}svg.trend .line{fill:none;stroke:#1565c0;stroke-width:1.5}
@@ -150,7 +150,8 @@ viewBox="0 0 {{ c.width }} {{ c.height }}" role="img" aria-label="{{ c.label }}"
 <table class="sortable filterable models"><thead><tr><th>model</th><th>args</th><th>metric</th><th>ok/rows</th>\
 <th>value</th><th>baseline</th><th>change %</th><th>verdict</th><th>trend (last {{ trend_runs }} runs)</th>\
 <th>log</th></tr></thead><tbody>
-{% for m in group.models %}<tr class="{{ css(m.verdict) }}" data-verdict="{{ m.verdict }}">\
+{% for m in group.models %}<tr{% if m.verdict == "regressed" %} class="regressed"{% endif %} \
+data-verdict="{{ m.verdict }}">\
 <td>{{ m.model }}</td><td>{{ m.args }}</td>\
 <td>{{ m.metric }} <span class="muted" title="{{ m.direction }} is better">{{ m.arrow }}</span></td>\
 <td class="num" data-v="{{ m.ok }}">{{ m.ok }}/{{ m.total }}</td><td class="num">{{ m.value }}</td>\

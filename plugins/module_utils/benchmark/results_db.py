@@ -234,6 +234,8 @@ class ResultsDB(object):
             cursor.close()
 
     def close(self):
+        if self.conn is None:
+            return
         try:
             self.conn.close()
         except _db_errors():

@@ -25,7 +25,7 @@ def test_writes_csv_and_html_then_reports_no_change(tmp_path, module_runner):
     first = module_runner(madengine_report, args(out))
     assert not first.failed and first["changed"] is True
     assert first["csv_path"] == str(out / "perf.csv") and first["html_path"] == str(out / "perf.html")
-    assert sorted(os.listdir(out)) == ["perf.csv", "perf.html"]
+    assert sorted(os.listdir(out)) == ["history.sqlite", "perf.csv", "perf.html"]
     with open(out / "perf.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == first["rows"] == 15
@@ -57,7 +57,7 @@ def test_relative_output_dir_is_under_the_current_directory(tmp_path, module_run
     result = module_runner(madengine_report, args("results", html=False, csv_name="fleet.csv"))
     assert result["csv_path"] == str(tmp_path / "results" / "fleet.csv")
     assert "html_path" not in result and result["summary"]["html"] is None
-    assert os.listdir(tmp_path / "results") == ["fleet.csv"]
+    assert sorted(os.listdir(tmp_path / "results")) == ["fleet.csv", "history.sqlite"]
 
 
 def test_survey_strings_for_hosts_and_models(tmp_path, module_runner):
