@@ -152,8 +152,11 @@ class _Sqlite(object):
 
     @staticmethod
     def check_integrity(cursor):
-        cursor.execute("PRAGMA quick_check")
-        problems = [row[0] for row in cursor.fetchall()]
+        try:
+            cursor.execute("PRAGMA quick_check")
+            problems = [row[0] for row in cursor.fetchall()]
+        except sqlite3.DatabaseError as exc:
+            problems = [str(exc)]
         if problems != ["ok"]:
             raise MadengineError("is corrupt (%s)" % "; ".join(problems[:3]))
 
@@ -227,7 +230,7 @@ class ResultsDB(object):
         cursor = self.conn.cursor()
         try:
             cursor.execute(self.dialect.sql(text), tuple(params))
-            return cursor.fetchall()
+            return cursor.fetchall() if cursor.description else []
         except _db_errors() as exc:
             raise self._fail(exc, doing)
         finally:
