@@ -108,7 +108,7 @@ def history_frame(records, runs_by_pk):
     frame["run_id"] = frame["run_pk"].map(lambda pk: runs_by_pk[pk][0])
     frame["order"] = frame["run_pk"].map(lambda pk: runs_by_pk[pk][1]).astype("int64")
     frame["performance"] = frame["performance"].astype("float64")
-    return frame.drop(columns=["run_pk"]).drop_duplicates()
+    return frame.drop(columns=["run_pk"])
 
 
 def csv_frame(rows, path, by_host):
@@ -129,11 +129,12 @@ class Sources(object):
     _FRAME_COLUMNS; a column a pinned CSV lacks matches anything), the order of every run and the run of each
     report row."""
 
-    def __init__(self, baseline, trend, orders, run_ids, pinned=None):
+    def __init__(self, baseline, trend, orders, run_ids, newest, pinned=None):
         self.baseline = baseline
         self.trend = trend
         self.orders = orders
         self.run_ids = run_ids
+        self.newest = newest  # the run being collected (the others are rows carried over)
         self.pinned = pinned  # None (the latest earlier run), or a description of the pinned baseline
 
 
@@ -149,7 +150,11 @@ class Comparison(object):
 
 def gather(db, rows, run_ids, collected_at, policy, baseline_run=None, baseline_csv=None):
     """The Sources of a report's rows: ``db`` (a ResultsDB, or None without a database), ``run_ids`` (the run of
-    each row), ``baseline_run`` (a stored run id) or ``baseline_csv`` ((path, rows)) to pin the baseline."""
+    each row), ``baseline_run`` (a stored run id) or ``baseline_csv`` ((path, rows)) to pin the baseline.
+
+    The newest run of the report is the one collected; older ones are rows carried over from a previous CSV,
+    compared with the run before their own. A stored run's rows come from the database, the rows of a run that
+    is not stored (yet) from the report."""
     started = {}
     for row, run_id in zip(rows, run_ids):
         time = row.get("start_time") or ""
@@ -161,20 +166,34 @@ def gather(db, rows, run_ids, collected_at, policy, baseline_run=None, baseline_
     by_pk = dict((pk, (run_id, orders[run_id])) for pk, run_id, _started, _source in stored)
     models = set(row["model"] for row in rows)
     newest = max(report_runs, key=lambda rid: keys[rid]) if report_runs else None
+    known = set(run_id for _pk, run_id, _started, _source in stored)
+    unstored = _report_rows(rows, run_ids, orders, set(report_runs) - known - set([newest]))
     records = []
     if db is not None and newest is not None:
-        records = db.series_rows(models, keys[newest], report_runs, max(policy.trend_runs, 1), policy.by_host)
-    trend = history_frame(records, by_pk)
+        records = db.series_rows(models, keys[newest], max(policy.trend_runs, 1), policy.by_host)
+    trend = pd.concat([history_frame(records, by_pk), unstored], ignore_index=True)
     if baseline_run:
-        return Sources(history_frame(db.run_rows(baseline_run), by_pk), trend, orders, run_ids,
+        return Sources(history_frame(db.run_rows(baseline_run), by_pk), trend, orders, run_ids, newest,
                        pinned="run %s" % baseline_run)
     if baseline_csv:
-        return Sources(csv_frame(baseline_csv[1], baseline_csv[0], policy.by_host), trend, orders, run_ids,
+        return Sources(csv_frame(baseline_csv[1], baseline_csv[0], policy.by_host), trend, orders, run_ids, newest,
                        pinned="CSV %s" % baseline_csv[0])
     for run_id in report_runs:
-        if run_id != newest and db is not None:  # rows carried over from an earlier run: its own baseline
-            records.extend(db.series_rows(models, keys[run_id], report_runs, 1, policy.by_host))
-    return Sources(history_frame(records, by_pk), trend, orders, run_ids)
+        if run_id != newest and db is not None:  # rows carried over from an earlier run: the run before theirs
+            records.extend(db.series_rows(models, keys[run_id], 1, policy.by_host))
+    baseline = pd.concat([history_frame(records, by_pk), unstored], ignore_index=True)
+    return Sources(baseline, trend, orders, run_ids, newest)
+
+
+def _report_rows(rows, run_ids, orders, wanted):
+    """A history frame of the report's SUCCESS rows with a figure that belong to the ``wanted`` runs."""
+    records = [(run_ids[n], orders[run_ids[n]], r["host"], r["model"], r.get("args", ""), r.get("gpu_product", ""),
+                r.get("gpu_architecture", ""), r.get("metric", ""), figure(r["performance"]))
+               for n, r in enumerate(rows) if run_ids[n] in wanted and r["status"] == "SUCCESS"]
+    frame = pd.DataFrame.from_records(records, columns=list(_FRAME_COLUMNS))
+    frame["order"] = frame["order"].astype("int64")
+    frame["performance"] = frame["performance"].astype("float64")
+    return frame[frame["performance"].notna()]
 
 
 def run_orders(stored_runs, report_runs):

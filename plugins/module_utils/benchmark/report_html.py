@@ -202,10 +202,13 @@ def _classes(report, frame, comparison, link, trend_runs):
 def trend_charts(frame, comparison, trend_runs):
     """{series: chart} over the last ``trend_runs`` runs: stored history and this report's SUCCESS rows, one
     point per run (the median of the run's rows of the GPU class)."""
-    current = frame[frame["value"].notna()][_SERIES + ["run_id", "value", "baseline_run_id"]]
+    sources = comparison.sources if comparison is not None else None
+    current = frame[frame["value"].notna()]
+    if sources is not None:  # rows carried over from older runs are in the sources' trend rows
+        current = current[current["run_id"].where(current["run_id"] != "", sources.newest) == sources.newest]
+    current = current[_SERIES + ["run_id", "value", "baseline_run_id"]]
     if current.empty:
         return {}
-    sources = comparison.sources if comparison is not None else None
     orders = sources.orders if sources is not None else {}
     current = current.assign(order=current["run_id"].map(orders).fillna(0).astype("int64"),
                              performance=current["value"])

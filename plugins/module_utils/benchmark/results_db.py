@@ -257,10 +257,10 @@ class ResultsDB(object):
             return []
         return self._query("SELECT pk, run_id, started, source FROM madengine_runs")
 
-    def series_rows(self, models, before, exclude, runs_per_series, by_host=False):
+    def series_rows(self, models, before, runs_per_series, by_host=False):
         """SUCCESS rows with a figure, of the ``runs_per_series`` latest runs before ``before`` (a (started, pk)
         key) for each series (model, args, GPU product and architecture, metric, and node when ``by_host``),
-        for the given models, leaving out the runs in ``exclude``. Returns tuples
+        for the given models. Returns tuples
         (run_pk, host, model, args, gpu_product, gpu_architecture, metric, performance)."""
         if not self.usable or not models:
             return []
@@ -270,11 +270,9 @@ class ResultsDB(object):
                 " r.performance, DENSE_RANK() OVER (PARTITION BY %s ORDER BY u.started DESC, u.pk DESC) AS recent"
                 " FROM madengine_results r JOIN madengine_runs u ON u.pk = r.run_pk"
                 " WHERE r.status = 'SUCCESS' AND r.performance IS NOT NULL AND %s"
-                " AND (u.started < ? OR (u.started = ? AND u.pk < ?)) AND NOT (%s)"
-                ") ranked WHERE recent <= ?"
-                % (series, self.dialect.any_of("r.model"), self.dialect.any_of("u.run_id")))
-        params = (self.dialect.list_param(sorted(models)), before[0], before[0], before[1],
-                  self.dialect.list_param(sorted(exclude)), runs_per_series)
+                " AND (u.started < ? OR (u.started = ? AND u.pk < ?))"
+                ") ranked WHERE recent <= ?" % (series, self.dialect.any_of("r.model")))
+        params = (self.dialect.list_param(sorted(models)), before[0], before[0], before[1], runs_per_series)
         return self._query(text, params)
 
     def run_rows(self, run_id):

@@ -84,12 +84,12 @@ def test_history_is_the_latest_runs_per_series_before_a_run(location):
             db.store(_history.runs_of_rows(rows, "r%d" % number, "x"))
         runs = dict((run_id, (started, pk)) for pk, run_id, started, _source in db.runs())
         before = runs["r5"]
-        found = db.series_rows({"dummy"}, before, exclude=set(), runs_per_series=2)
+        found = db.series_rows({"dummy"}, before, runs_per_series=2)
         by_run = dict((pk, run_id) for run_id, (_s, pk) in runs.items())
         assert sorted((by_run[r[0]], r[2], r[7]) for r in found) == [("r3", "dummy", 103.0), ("r4", "dummy", 104.0)]
-        # the runs being collected are left out, and a run is not its own history
-        assert db.series_rows({"dummy"}, before, exclude={"r4"}, runs_per_series=1)[0][7] == 103.0
-        assert db.series_rows({"dummy"}, runs["r1"], exclude=set(), runs_per_series=3) == []
+        # a run is not its own history
+        assert db.series_rows({"dummy"}, runs["r4"], runs_per_series=1)[0][7] == 103.0
+        assert db.series_rows({"dummy"}, runs["r1"], runs_per_series=3) == []
         pinned = db.run_rows("r2")
         assert len(pinned) == 6 and set(r[0] for r in pinned) == {runs["r2"][1]}
         with pytest.raises(MadengineError, match="The baseline run nope is not in the results database"):
