@@ -170,7 +170,7 @@ def test_an_older_schema_is_migrated_in_one_transaction(location, monkeypatch):
     broken[2] = ("ALTER TABLE madengine_runs ADD COLUMN note TEXT NOT NULL DEFAULT ''", "THIS IS NOT SQL")
     monkeypatch.setattr(_db, "MIGRATIONS", broken)
     monkeypatch.setattr(_db, "SCHEMA_VERSION", 2)
-    with pytest.raises(_db.DatabaseError, match="cannot be used: .*syntax error"):
+    with pytest.raises(_db.DatabaseError, match=r"cannot be used: .*syntax error"):
         _db.open_db(location)
     db = _db.open_db(location, check_mode=True)  # still version 1, without the half-made column
     try:
