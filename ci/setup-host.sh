@@ -29,6 +29,14 @@ PKGS="$PKGS libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-syste
 PKGS="$PKGS apache2-utils"
 # ci/simulated-fleet.sh --ssh: the nodes' Debian image (mmdebstrap), SSH to them, NAT to package mirrors
 PKGS="$PKGS mmdebstrap openssh-client iptables"
+# The results database tests start their own PostgreSQL server (initdb/pg_ctl on a private port and directory);
+# the report tests load the HTML report in headless Chromium through chromedriver.
+PKGS="$PKGS postgresql chromium chromium-driver fonts-dejavu-core"
+# Debian's postgresql package makes and starts a "main" cluster unless told not to: the tests need none.
+if ! dpkg-query -W -f='${Status}' postgresql-common 2>/dev/null | grep -q 'install ok installed'; then
+  mkdir -p /etc/postgresql-common/createcluster.d
+  echo "create_main_cluster = false" >/etc/postgresql-common/createcluster.d/madci.conf
+fi
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"

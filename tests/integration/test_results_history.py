@@ -203,7 +203,7 @@ def test_an_unreachable_postgresql_server_is_a_warning(tmp_path, postgres):
 
 def test_a_pinned_baseline_run_that_is_not_stored_fails_before_anything_is_written(tmp_path):
     out = tmp_path / "results"
-    rc, parsed, log = collect(tmp_path, out, "job-1", 1, madengine_baseline_run="job-0")
+    rc, parsed, _log = collect(tmp_path, out, "job-1", 1, madengine_baseline_run="job-0")
     assert rc != 0
     failed = task_results(parsed, MERGE)["localhost"]
     assert failed["msg"] == "The baseline run job-0 is not in the results database %s." % (out / "history.sqlite")
