@@ -102,11 +102,11 @@ def _percents(values, what):
 
 
 def history_frame(records, runs_by_pk):
-    """The DataFrame of stored rows (``results_db`` tuples), with the run id and order of their run."""
+    """The DataFrame of stored rows or series medians (``results_db`` tuples), with their run's id and order."""
     frame = pd.DataFrame.from_records(records, columns=["run_pk", "host", "model", "args", "gpu_product",
                                                         "gpu_architecture", "metric", "performance"])
-    frame["run_id"] = frame["run_pk"].map(lambda pk: runs_by_pk[pk][0])
-    frame["order"] = frame["run_pk"].map(lambda pk: runs_by_pk[pk][1]).astype("int64")
+    frame["run_id"] = frame["run_pk"].map(dict((pk, run[0]) for pk, run in runs_by_pk.items()))
+    frame["order"] = frame["run_pk"].map(dict((pk, run[1]) for pk, run in runs_by_pk.items())).astype("int64")
     frame["performance"] = frame["performance"].astype("float64")
     return frame.drop(columns=["run_pk"])
 
@@ -168,19 +168,25 @@ def gather(db, rows, run_ids, collected_at, policy, baseline_run=None, baseline_
     newest = max(report_runs, key=lambda rid: keys[rid]) if report_runs else None
     known = set(run_id for _pk, run_id, _started, _source in stored)
     unstored = _report_rows(rows, run_ids, orders, set(report_runs) - known - set([newest]))
-    records = []
+    medians = []
     if db is not None and newest is not None:
-        records = db.series_rows(models, keys[newest], max(policy.trend_runs, 1), policy.by_host)
-    trend = pd.concat([history_frame(records, by_pk), unstored], ignore_index=True)
+        medians = db.series_medians(models, keys[newest], policy.trend_runs)
+    trend = pd.concat([history_frame(medians, by_pk), unstored], ignore_index=True)
     if baseline_run:
         return Sources(history_frame(db.run_rows(baseline_run), by_pk), trend, orders, run_ids, newest,
                        pinned="run %s" % baseline_run)
     if baseline_csv:
         return Sources(csv_frame(baseline_csv[1], baseline_csv[0], policy.by_host), trend, orders, run_ids, newest,
                        pinned="CSV %s" % baseline_csv[0])
-    for run_id in report_runs:
-        if run_id != newest and db is not None:  # rows carried over from an earlier run: the run before theirs
-            records.extend(db.series_rows(models, keys[run_id], 1, policy.by_host))
+    records = []
+    for run_id in report_runs if db is not None else ():
+        # the run before each run of the report (rows carried over from an earlier run have their own)
+        if policy.by_host:
+            records.extend(db.node_rows(models, keys[run_id]))
+        elif run_id == newest:
+            records.extend(medians)
+        else:
+            records.extend(db.series_medians(models, keys[run_id], 1))
     baseline = pd.concat([history_frame(records, by_pk), unstored], ignore_index=True)
     return Sources(baseline, trend, orders, run_ids, newest)
 
@@ -215,6 +221,7 @@ def compare(report, sources, policy, base_model=None):
     best = _baselines(current, sources.baseline, policy, sources.pinned)
     matched = dict((int(pos), (float(value), run)) for pos, value, run in
                    zip(best["pos"], best["performance_b"], best["run_id_b"]))
+    ways, limits = {}, {}
     for position, row in enumerate(report.rows):
         for column in ("relative_change", "baseline_performance", "baseline_run_id", "verdict"):
             row[column] = ""
@@ -228,9 +235,13 @@ def compare(report, sources, policy, base_model=None):
             continue
         base, base_run = found
         change = round(100.0 * (value - base) / abs(base), 6)
-        gain = change if direction(row["metric"], policy.directions) == "higher" else -change
-        limit = policy.threshold(row["model"], row["gpu_architecture"],
-                                 base_model(row["model"]) if base_model else None)
+        if row["metric"] not in ways:
+            ways[row["metric"]] = direction(row["metric"], policy.directions)
+        gain = change if ways[row["metric"]] == "higher" else -change
+        key = (row["model"], row["gpu_architecture"])
+        if key not in limits:
+            limits[key] = policy.threshold(key[0], key[1], base_model(key[0]) if base_model else None)
+        limit = limits[key]
         verdict = "regressed" if gain <= -limit and gain < 0 else "improved" if gain >= limit and gain > 0 \
             else "unchanged"
         row.update(relative_change="%.2f" % change, baseline_performance=repr(base), baseline_run_id=base_run,

@@ -106,7 +106,7 @@ def to_html(report, title, run_id, comparison=None, database=None, log_url="", o
         statuses=STATUSES, problems=[dict(r, log=link(r)) for r in report.rows if r["status"] != "SUCCESS"],
         rows=[(r["model"], r["host"], gpu_label(r["gpu_product"], r["gpu_architecture"]), r["status"],
                r["performance"], r["metric"], r["baseline_performance"], r["relative_change"], r["verdict"],
-               r["run_id"], r["start_time"], link(r)) for r in report.rows],
+               r["run_id"], r["start_time"], link(r), r["verdict"].replace(" ", "")) for r in report.rows],
         style=STYLE, script=SCRIPT)
     return page.encode("utf-8")
 
@@ -171,8 +171,8 @@ def _classes(report, frame, comparison, link, trend_runs):
     stats = frame.groupby(_SERIES, sort=False).agg(
         total=("pos", "size"), ok=("value", "count"), value=("value", "median"), base=("base", "median"),
         change=("change", "median"), first=("pos", "min"))
-    verdicts = frame[frame["verdict"] != ""].groupby(_SERIES + ["verdict"], sort=False).size()
-    statuses = frame[frame["status"] != "SUCCESS"].groupby(_SERIES + ["status"], sort=False).size()
+    verdicts = frame[frame["verdict"] != ""].groupby(_SERIES + ["verdict"], sort=False).size().to_dict()
+    statuses = frame[frame["status"] != "SUCCESS"].groupby(_SERIES + ["status"], sort=False).size().to_dict()
     classes = {}
     for key, line in stats.iterrows():
         product, arch, model, args, metric = key

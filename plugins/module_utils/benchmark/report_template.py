@@ -179,8 +179,8 @@ data-verdict="{{ m.verdict }}">\
 <th>start</th><th>log</th></tr></thead><tbody>
 {% for r in rows %}<tr data-verdict="{{ r[8] }}"><td>{{ r[0] }}</td><td>{{ r[1] }}</td><td>{{ r[2] }}</td>\
 <td class="{{ r[3] }}">{{ r[3] }}</td><td class="num">{{ r[4] }}</td><td>{{ r[5] }}</td>\
-<td class="num">{{ r[6] }}</td><td class="num">{{ r[7] }}</td><td class="{{ css(r[8]) }}">{{ r[8] }}</td>\
-<td>{{ r[9] }}</td><td>{{ r[10] }}</td><td>{{ link(r[11], "log") }}</td></tr>
+<td class="num">{{ r[6] }}</td><td class="num">{{ r[7] }}</td><td class="{{ r[12] }}">{{ r[8] }}</td>\
+<td>{{ r[9] }}</td><td>{{ r[10] }}</td><td>{% if r[11] %}<a href="{{ r[11] }}">log</a>{% endif %}</td></tr>
 {% endfor %}</tbody></table>{% else %}<p>No rows.</p>{% endif %}
 <script>{{ script | safe }}</script>
 </body></html>

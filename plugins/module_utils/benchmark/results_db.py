@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import statistics
 import traceback
 from urllib.parse import unquote, urlsplit
 
@@ -43,7 +44,7 @@ SCHEMA_VERSION = 1
 # Any constant: the key of PostgreSQL's advisory lock that serialises this collection's writers.
 _PG_LOCK_KEY = 0x6D6164656E67
 _BUSY_TIMEOUT_S = 120
-_TABLES = ("madengine_schema", "madengine_runs", "madengine_results")
+_TABLES = ("madengine_schema", "madengine_runs", "madengine_results", "madengine_series")
 # Columns of madengine_results besides run_pk, in insert order.
 RESULT_COLUMNS = ("host", "model", "args", "occurrence", "status", "gpu_product", "gpu_architecture", "metric",
                   "performance", "start_time", "row_hash", "row_json")
@@ -62,6 +63,12 @@ MIGRATIONS = {
         " performance DOUBLE PRECISION, start_time TEXT NOT NULL, row_hash TEXT NOT NULL, row_json TEXT NOT NULL,"
         " PRIMARY KEY (run_pk, host, model, args, occurrence))",
         "CREATE INDEX madengine_results_series ON madengine_results (model, gpu_architecture, status)",
+        # per run, the median of each series (model, args, GPU class, metric): what trends and baselines read
+        "CREATE TABLE madengine_series (run_pk BIGINT NOT NULL REFERENCES madengine_runs (pk) ON DELETE CASCADE,"
+        " model TEXT NOT NULL, args TEXT NOT NULL, gpu_product TEXT NOT NULL, gpu_architecture TEXT NOT NULL,"
+        " metric TEXT NOT NULL, performance DOUBLE PRECISION NOT NULL, row_count INTEGER NOT NULL,"
+        " PRIMARY KEY (run_pk, model, args, gpu_product, gpu_architecture, metric))",
+        "CREATE INDEX madengine_series_model ON madengine_series (model)",
     ),
 }
 
@@ -150,16 +157,6 @@ class _Sqlite(object):
         cursor.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
         return set(row[0] for row in cursor.fetchall())
 
-    @staticmethod
-    def check_integrity(cursor):
-        try:
-            cursor.execute("PRAGMA quick_check")
-            problems = [row[0] for row in cursor.fetchall()]
-        except sqlite3.DatabaseError as exc:
-            problems = [str(exc)]
-        if problems != ["ok"]:
-            raise MadengineError("is corrupt (%s)" % "; ".join(problems[:3]))
-
 
 class _Postgres(object):
     name = "postgresql"
@@ -198,10 +195,6 @@ class _Postgres(object):
         cursor.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()")
         return set(row[0] for row in cursor.fetchall())
 
-    @staticmethod
-    def check_integrity(cursor):
-        return None
-
 
 def _db_errors():
     errors = (sqlite3.Error,)
@@ -223,8 +216,11 @@ class ResultsDB(object):
     # ---- plumbing ----------------------------------------------------------------------------------
 
     def _fail(self, exc, doing):
-        return DatabaseError("Results database %s: %s failed: %s." % (self.location.display, doing,
-                                                                         _scrub(exc, self.location)))
+        text = _scrub(exc, self.location)
+        if "malformed" in text:  # SQLite found a damaged page on its way: the transaction was rolled back
+            return DatabaseError("Results database %s is corrupt (%s): %s failed." % (self.location.display, text,
+                                                                                       doing))
+        return DatabaseError("Results database %s: %s failed: %s." % (self.location.display, doing, text))
 
     def _query(self, text, params=(), doing="reading"):
         cursor = self.conn.cursor()
@@ -257,26 +253,39 @@ class ResultsDB(object):
             return []
         return self._query("SELECT pk, run_id, started, source FROM madengine_runs")
 
-    def series_rows(self, models, before, runs_per_series, by_host=False):
-        """SUCCESS rows with a figure, of the ``runs_per_series`` latest runs before ``before`` (a (started, pk)
-        key) for each series (model, args, GPU product and architecture, metric, and node when ``by_host``),
-        for the given models. Returns tuples
-        (run_pk, host, model, args, gpu_product, gpu_architecture, metric, performance)."""
-        if not self.usable or not models:
-            return []
-        series = "r.model, r.args, r.gpu_product, r.gpu_architecture, r.metric" + (", r.host" if by_host else "")
+    def _latest(self, table, host, series, models, before, runs_per_series):
+        """Rows of ``table`` of the given models in the ``runs_per_series`` latest runs before ``before`` (a
+        (started, pk) key) of each ``series``, as (run_pk, host, model, args, gpu_product, gpu_architecture,
+        metric, performance)."""
+        only_success = " AND r.status = 'SUCCESS' AND r.performance IS NOT NULL" if table == "madengine_results" else ""
         text = ("SELECT run_pk, host, model, args, gpu_product, gpu_architecture, metric, performance FROM ("
-                " SELECT r.run_pk, r.host, r.model, r.args, r.gpu_product, r.gpu_architecture, r.metric,"
+                " SELECT r.run_pk, %s AS host, r.model, r.args, r.gpu_product, r.gpu_architecture, r.metric,"
                 " r.performance, DENSE_RANK() OVER (PARTITION BY %s ORDER BY u.started DESC, u.pk DESC) AS recent"
-                " FROM madengine_results r JOIN madengine_runs u ON u.pk = r.run_pk"
-                " WHERE r.status = 'SUCCESS' AND r.performance IS NOT NULL AND %s"
+                " FROM %s r JOIN madengine_runs u ON u.pk = r.run_pk WHERE %s%s"
                 " AND (u.started < ? OR (u.started = ? AND u.pk < ?))"
-                ") ranked WHERE recent <= ?" % (series, self.dialect.any_of("r.model")))
+                ") ranked WHERE recent <= ?" % (host, series, table, self.dialect.any_of("r.model"), only_success))
         params = (self.dialect.list_param(sorted(models)), before[0], before[0], before[1], runs_per_series)
         return self._query(text, params)
 
+    def series_medians(self, models, before, runs_per_series):
+        """For each series (model, args, GPU product and architecture, metric) of the given models, its median
+        in each of its ``runs_per_series`` latest runs before ``before`` (a (started, pk) key). Returns tuples
+        (run_pk, "", model, args, gpu_product, gpu_architecture, metric, median)."""
+        if not self.usable or not models:
+            return []
+        return self._latest("madengine_series", "''", "r.model, r.args, r.gpu_product, r.gpu_architecture,"
+                            " r.metric", models, before, runs_per_series)
+
+    def node_rows(self, models, before):
+        """For each series and node, the SUCCESS rows with a figure of its latest run before ``before``. Returns
+        tuples (run_pk, host, model, args, gpu_product, gpu_architecture, metric, performance)."""
+        if not self.usable or not models:
+            return []
+        return self._latest("madengine_results", "r.host", "r.model, r.args, r.gpu_product, r.gpu_architecture,"
+                            " r.metric, r.host", models, before, 1)
+
     def run_rows(self, run_id):
-        """The SUCCESS rows with a figure of one stored run (a pinned baseline), as ``series_rows`` returns them;
+        """The SUCCESS rows with a figure of one stored run (a pinned baseline), as ``node_rows`` returns them;
         an unknown run id is an error."""
         found = self._query("SELECT pk FROM madengine_runs WHERE run_id = ?", (run_id,)) if self.usable else []
         if not found:
@@ -344,7 +353,24 @@ class ResultsDB(object):
                                [(run_pk,) + tuple(row) for row in rows])
             cursor.execute(sql("UPDATE madengine_runs SET updated = ?, row_count = (SELECT COUNT(*) FROM"
                                " madengine_results WHERE run_pk = ?) WHERE pk = ?"), (now, run_pk, run_pk))
+            self._store_series(cursor, run_pk)
         return int(added), len(rows)
+
+    def _store_series(self, cursor, run_pk):
+        """Make the run's series medians again from its stored rows."""
+        sql = self.dialect.sql
+        cursor.execute(sql("SELECT model, args, gpu_product, gpu_architecture, metric, performance FROM"
+                           " madengine_results WHERE run_pk = ? AND status = 'SUCCESS' AND performance IS NOT NULL"),
+                       (run_pk,))
+        groups = {}
+        for record in cursor.fetchall():
+            groups.setdefault(tuple(record[:5]), []).append(record[5])
+        cursor.execute(sql("DELETE FROM madengine_series WHERE run_pk = ?"), (run_pk,))
+        if groups:
+            cursor.executemany(sql("INSERT INTO madengine_series (run_pk, model, args, gpu_product, gpu_architecture,"
+                                   " metric, performance, row_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
+                               [(run_pk,) + key + (statistics.median(values), len(values))
+                                for key, values in groups.items()])
 
 
 def _rollback(cursor):
@@ -398,8 +424,6 @@ def _prepare(conn, dialect, check_mode, what, location):
             if version > SCHEMA_VERSION:
                 raise MadengineError("%s has schema version %d, newer than this rocm.madengine reads (%d); upgrade the"
                                      " collection or use another database." % (what, version, SCHEMA_VERSION))
-            if version and not check_mode:
-                dialect.check_integrity(cursor)
             if version < SCHEMA_VERSION and not check_mode:
                 dialect.begin_write(cursor)
                 try:

@@ -80,20 +80,29 @@ def test_history_is_the_latest_runs_per_series_before_a_run(location):
     try:
         for number in range(1, 6):
             rows = [dict(r, run_id="r%d" % number, start_time="2026-11-0%dT10:00:00Z" % number)
-                    for r in node_rows("node1", perf=100.0 + number)]
+                    for host in ("node1", "node2") for r in node_rows(host, perf=100.0 + number + (host == "node2"))]
             db.store(_history.runs_of_rows(rows, "r%d" % number, "x"))
         runs = dict((run_id, (started, pk)) for pk, run_id, started, _source in db.runs())
-        before = runs["r5"]
-        found = db.series_rows({"dummy"}, before, runs_per_series=2)
         by_run = dict((pk, run_id) for run_id, (_s, pk) in runs.items())
-        assert sorted((by_run[r[0]], r[2], r[7]) for r in found) == [("r3", "dummy", 103.0), ("r4", "dummy", 104.0)]
-        # a run is not its own history
-        assert db.series_rows({"dummy"}, runs["r4"], runs_per_series=1)[0][7] == 103.0
-        assert db.series_rows({"dummy"}, runs["r1"], runs_per_series=3) == []
+        # one median per run and series: node1 has 100+n, node2 101+n
+        found = db.series_medians({"dummy"}, runs["r5"], runs_per_series=2)
+        assert sorted((by_run[r[0]], r[1], r[2], r[7]) for r in found) == [("r3", "", "dummy", 103.5),
+                                                                           ("r4", "", "dummy", 104.5)]
+        assert [r[7] for r in db.series_medians({"dummy"}, runs["r4"], runs_per_series=1)] == [103.5]
+        assert db.series_medians({"dummy"}, runs["r1"], runs_per_series=3) == []  # a run is not its own history
+        assert len(db.series_medians({"dummy", "dummy_multi_1"}, (runs["r5"][0] + "~", 0), 10)) == 10
+        # per node: the rows of the latest earlier run
+        nodes = db.node_rows({"dummy"}, runs["r3"])
+        assert sorted((by_run[r[0]], r[1], r[7]) for r in nodes) == [("r2", "node1", 102.0), ("r2", "node2", 103.0)]
         pinned = db.run_rows("r2")
-        assert len(pinned) == 6 and set(r[0] for r in pinned) == {runs["r2"][1]}
+        assert len(pinned) == 12 and set(r[0] for r in pinned) == {runs["r2"][1]}
         with pytest.raises(MadengineError, match="The baseline run nope is not in the results database"):
             db.run_rows("nope")
+        # a changed row changes its run's median
+        rows = [dict(r, run_id="r5", start_time="2026-11-05T10:00:00Z") for r in node_rows("node1", perf=205.0)]
+        assert db.store(_history.runs_of_rows(rows[:1], "r5", "x")) == (0, 1)
+        after = db.series_medians({"dummy"}, (runs["r5"][0] + "~", 0), runs_per_series=1)
+        assert [r[7] for r in after] == [(205.0 + 106.0) / 2]
     finally:
         db.close()
 
@@ -223,8 +232,9 @@ def test_tables_without_a_schema_table_are_not_ours(location):
     db = _db.open_db(location)
     db._query("DROP TABLE madengine_schema", doing="test")
     db.close()
-    with pytest.raises(_db.DatabaseError, match="has the tables madengine_results, madengine_runs but no "
-                                                "madengine_schema table: it is damaged or not a results database"):
+    with pytest.raises(_db.DatabaseError, match="has the tables madengine_results, madengine_runs, madengine_series"
+                                                " but no madengine_schema table: it is damaged or not a results"
+                                                " database"):
         _db.open_db(location)
 
 
@@ -242,7 +252,7 @@ def test_sqlite_files_that_are_not_databases(tmp_path):
         _db.open_db(sqlite_at(tmp_path, "nowhere/h.sqlite"))
 
 
-def test_a_sqlite_file_with_damaged_pages_is_found_before_writing(tmp_path):
+def test_a_sqlite_file_with_damaged_pages_is_named_and_left_as_it_is(tmp_path):
     location = sqlite_at(tmp_path)
     db = _db.open_db(location)
     for number in range(5):
@@ -254,9 +264,14 @@ def test_a_sqlite_file_with_damaged_pages_is_found_before_writing(tmp_path):
     data[10 * page:14 * page] = b"\xff" * (4 * page)  # index and table pages in the middle
     with open(location.target, "wb") as handle:
         handle.write(bytes(data))
-    with pytest.raises(_db.DatabaseError, match=r"Results database .*history.sqlite is corrupt \(") as caught:
-        _db.open_db(location)
-    assert caught.value.args[0].endswith("is corrupt (database disk image is malformed).")
+    db = _db.open_db(location)
+    try:
+        with pytest.raises(_db.DatabaseError) as caught:
+            db.store(runs_of("run-0", hosts=["node%03d" % n for n in range(40)]))
+    finally:
+        db.close()
+    assert str(caught.value) == ("Results database %s is corrupt (database disk image is malformed): storing the run"
+                                 " failed." % location.target)
     assert open(location.target, "rb").read() == bytes(data)
 
 
