@@ -197,6 +197,8 @@ def store_run(module, db, db_error, rows, run_id, collected_at):
 def import_history(module, location, path):
     """Store the sessions of a madengine perf.csv as runs; a database that cannot be used fails the task."""
     runs = _history.imported_runs(_history.read_madengine_csv(path), "import:%s" % os.path.basename(path))
+    if location.kind == "sqlite":
+        _report.ensure_directory(module.params["output_dir"], check_mode=module.check_mode)
     db = _db.open_db(location, check_mode=module.check_mode)
     try:
         if module.check_mode:
