@@ -14,8 +14,9 @@ version_added: 0.1.0
 description:
   - Runs on the controller (use C(delegate_to) and C(run_once)). Merges the rows every node returned
     (the C(madengine_results) facts of M(rocm.madengine.madengine_run)) into one CSV with the collection's
-    row schema, and writes a self-contained HTML report with a summary table, counts per status, the
-    nodes, and one chart per model across nodes.
+    row schema, and writes a self-contained HTML report (a Jinja2 template): counts per status and verdict,
+    the regressions first, one section per GPU class with a trend chart per model, the nodes, the failures and
+    every row linked to its run log, in tables that sort and filter in the page.
   - Failed rows are kept. A node that returned nothing is named in RV(missing_hosts) and the summary and,
     when O(models) is given, every expected (model, node) pair without a row gets a C(FAILURE) row that says
     why (O(fill_missing)).
