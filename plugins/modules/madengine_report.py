@@ -14,7 +14,7 @@ version_added: 0.1.0
 description:
   - Runs on the controller (use C(delegate_to) and C(run_once)). Merges the rows every node returned
     (the C(madengine_results) facts of M(rocm.madengine.madengine_run)) into one CSV with the collection's
-    row schema, and writes a self-contained HTML report (a Jinja2 template): counts per status and verdict,
+    row schema, and writes a self-contained HTML report (a Jinja2 template) with counts per status and verdict,
     the regressions first, one section per GPU class with a trend chart per model, the nodes, the failures and
     every row linked to its run log, in tables that sort and filter in the page.
   - Failed rows are kept. A node that returned nothing is named in RV(missing_hosts) and the summary and,
@@ -32,8 +32,8 @@ description:
     and a C(verdict) (C(improved), C(unchanged), C(regressed) or C(no baseline)), judged against O(thresholds)
     in the direction of the metric (O(metric_directions)).
   - A results database that cannot be opened, is damaged or has a newer schema is found before anything is
-    written; it is a warning and RV(summary.database.error), and the CSV and the report are written without
-    history.
+    written; it is a warning and RV(database.error) (also in RV(summary)), and the CSV and the report are
+    written without history.
   - With O(import_csv), stores the sessions of a madengine C(perf.csv) in the results database as history.
 author:
   - ROCm madengine maintainers (@rocm)

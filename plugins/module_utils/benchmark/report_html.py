@@ -189,14 +189,17 @@ def _classes(report, frame, comparison, link, trend_runs):
             ok=int(line["ok"]), total=int(line["total"]), value=_fmt(line["value"]), base_value=line["base"],
             baseline=_fmt(line["base"]), change="" if math.isnan(line["change"]) else "%.2f" % line["change"],
             verdict=verdict, rank=_RANK.get(verdict, 6), first=int(line["first"]),
-            verdict_text=verdict if counted == int(line["total"]) else "%s (%d of %d)" % (verdict, counted,
-                                                                                         int(line["total"])),
+            verdict_text=_verdict_text(verdict, counted, int(line["total"])),
             chart=charts.get(key), log=link(only) if only is not None else ""))
     for (product, arch), group in classes.items():
         in_class = frame[(frame["gpu_product"] == product) & (frame["gpu_architecture"] == arch)]
         group["nodes"] = list(dict.fromkeys(in_class["host"]))
         group["models"].sort(key=lambda m: (m["rank"] != 0, m["first"]))
     return list(classes.values())
+
+
+def _verdict_text(verdict, counted, total):
+    return verdict if counted == total else "%s (%d of %d)" % (verdict, counted, total)
 
 
 def trend_charts(frame, comparison, trend_runs):

@@ -218,8 +218,8 @@ class ResultsDB(object):
     def _fail(self, exc, doing):
         text = _scrub(exc, self.location)
         if "malformed" in text:  # SQLite found a damaged page on its way: the transaction was rolled back
-            return DatabaseError("Results database %s is corrupt (%s): %s failed." % (self.location.display, text,
-                                                                                       doing))
+            return DatabaseError("Results database %s is corrupt (%s): %s failed."
+                                 % (self.location.display, text, doing))
         return DatabaseError("Results database %s: %s failed: %s." % (self.location.display, doing, text))
 
     def _query(self, text, params=(), doing="reading"):

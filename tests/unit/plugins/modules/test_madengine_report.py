@@ -243,8 +243,8 @@ def test_an_import_into_a_bad_database_fails(tmp_path, module_runner):
 
 
 @pytest.mark.parametrize("extra, message", [
-    ({"baseline_run": "r1", "baseline_csv": "/x.csv"}, "baseline_run and baseline_csv both pin the baseline; give"
-                                                        " one of them."),
+    ({"baseline_run": "r1", "baseline_csv": "/x.csv"},
+     "baseline_run and baseline_csv both pin the baseline; give one of them."),
     ({"json_name": "a/b.json"}, "json_name must be a plain file name, not 'a/b.json'."),
     ({"log_url": "https://logs/{nope}"}, "log_url 'https://logs/{nope}' is not a valid template ('nope'); it may"
                                          " use {host}, {log_path}, {log_name}, {run_id}, {model}."),
