@@ -29,6 +29,9 @@ PKGS="$PKGS libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-syste
 PKGS="$PKGS apache2-utils"
 # ci/simulated-fleet.sh --ssh: the nodes' Debian image (mmdebstrap), SSH to them, NAT to package mirrors
 PKGS="$PKGS mmdebstrap openssh-client iptables"
+# The real Debian guest of the VM tests (ci/guest-image.sh): mmdebstrap (+ dpkg-architecture for its
+# eatmydata hook), mkfs.ext4 -d; libvirt NAT networks (dnsmasq, iptables) and ssh into the guest.
+PKGS="$PKGS mmdebstrap dpkg-dev e2fsprogs dnsmasq-base iptables openssh-client"
 # The results database tests start their own PostgreSQL server (initdb/pg_ctl on a private port and directory);
 # the report tests load the HTML report in headless Chromium through chromedriver.
 PKGS="$PKGS postgresql chromium chromium-driver fonts-dejavu-core"
