@@ -141,10 +141,6 @@ class _Sqlite(object):
         cursor.execute("BEGIN IMMEDIATE")
 
     @staticmethod
-    def begin_read(cursor):
-        cursor.execute("BEGIN")
-
-    @staticmethod
     def any_of(column):
         return "%s IN (SELECT value FROM json_each(?))" % column
 
@@ -166,8 +162,9 @@ class _Postgres(object):
     def connect(location, read_only):
         if psycopg is None:
             raise MadengineError("needs the psycopg Python library on the controller")
+        extra = dict(options="-c default_transaction_read_only=on") if read_only else {}  # check mode
         return psycopg.connect(location.target, autocommit=True, connect_timeout=15,
-                               application_name="rocm.madengine")
+                               application_name="rocm.madengine", **extra)
 
     @staticmethod
     def sql(text):
@@ -177,10 +174,6 @@ class _Postgres(object):
     def begin_write(cursor):
         cursor.execute("BEGIN")
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_LOCK_KEY,))
-
-    @staticmethod
-    def begin_read(cursor):
-        cursor.execute("BEGIN READ ONLY")
 
     @staticmethod
     def any_of(column):
