@@ -222,7 +222,8 @@ options:
 notes:
   - Keep the summary small for AWX; the full table is in the CSV and the nodes' facts.
   - Rows are stored under their own C(run_id) (rows carried over from O(previous_csv) keep theirs); collecting
-    the same run again adds or updates rows and never deletes any. Runs are ordered by their first start time.
+    the same run again adds or updates rows and never deletes any. Runs are ordered by their first start time;
+    the runs of the rows in O(results) are compared with the runs before the first of them, never with each other.
   - Writers lock the database (C(BEGIN IMMEDIATE) in SQLite, an advisory lock in PostgreSQL), so runs collected
     at the same time are all stored.
 seealso:

@@ -14,6 +14,8 @@ import pytest
 from conftest import run_playbook, task_results
 from fleet_rows import MODELS, node_rows
 
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.rows import MADENGINE_COLUMNS, PROVENANCE_COLUMNS
+
 HERE = os.path.join(os.path.dirname(__file__), "playbooks")
 PLAYBOOK = os.path.join(HERE, "result_collection.yml")
 MERGE = "Merge the rows into one CSV and write the HTML report"
@@ -81,7 +83,9 @@ def check_two_runs(tmp_path, out, query, **extra):
         else:
             assert (r["verdict"], r["relative_change"], r["baseline_run_id"]) == ("unchanged", "0.00", "job-1")
     header = list(rows[0])
-    assert header[19] == "relative_change" and header[43:46] == ["baseline_performance", "baseline_run_id", "verdict"]
+    schema = len(MADENGINE_COLUMNS) + len(PROVENANCE_COLUMNS)
+    assert header[19] == "relative_change" and header[schema - 1] == "error"
+    assert header[schema:schema + 3] == ["baseline_performance", "baseline_run_id", "verdict"]
     html = (out / "perf.html").read_text()
     assert 'id="regressions">Regressions (2)</h2>' in html and "-20.00" in html
     shown = task_results(parsed, "Show where the results are")["localhost"]["msg"]

@@ -129,13 +129,15 @@ class Sources(object):
     _FRAME_COLUMNS; a column a pinned CSV lacks matches anything), the order of every run and the run of each
     report row."""
 
-    def __init__(self, baseline, trend, orders, run_ids, newest, pinned=None):
+    def __init__(self, baseline, trend, orders, run_ids, newest, pinned=None, collected=None):
         self.baseline = baseline
         self.trend = trend
         self.orders = orders
         self.run_ids = run_ids
-        self.newest = newest  # the run being collected (the others are rows carried over)
+        self.newest = newest  # the newest run being collected (rows of older runs were carried over)
         self.pinned = pinned  # None (the latest earlier run), or a description of the pinned baseline
+        # every run being collected: one point of the trend charts, never each other's baseline
+        self.collected = collected if collected is not None else set([newest])
 
 
 class Comparison(object):
@@ -148,13 +150,14 @@ class Comparison(object):
         self.regressions = []
 
 
-def gather(db, rows, run_ids, collected_at, policy, baseline_run=None, baseline_csv=None):
+def gather(db, rows, run_ids, collected_at, policy, baseline_run=None, baseline_csv=None, collected=None):
     """The Sources of a report's rows: ``db`` (a ResultsDB, or None without a database), ``run_ids`` (the run of
     each row), ``baseline_run`` (a stored run id) or ``baseline_csv`` ((path, rows)) to pin the baseline.
 
-    The newest run of the report is the one collected; older ones are rows carried over from a previous CSV,
-    compared with the run before their own. A stored run's rows come from the database, the rows of a run that
-    is not stored (yet) from the report."""
+    ``collected`` are the runs being collected (default: the newest run of the report): nodes that ran with
+    their own run ids in one collection are compared with what came before all of them, never with each other.
+    Older runs of the report are rows carried over from a previous CSV, compared with the run before their own.
+    A stored run's rows come from the database, the rows of a run that is not stored (yet) from the report."""
     started = {}
     for row, run_id in zip(rows, run_ids):
         time = row.get("start_time") or ""
@@ -163,32 +166,36 @@ def gather(db, rows, run_ids, collected_at, policy, baseline_run=None, baseline_
     report_runs = dict((run_id, time or collected_at) for run_id, time in started.items())
     stored = db.runs() if db is not None else []
     orders, keys = run_orders(stored, report_runs)
+    newest = max(report_runs, key=lambda rid: keys[rid]) if report_runs else None
+    current = set(collected or ()) & set(report_runs) or set([newest]) - set([None])
+    first = min(current, key=lambda rid: keys[rid]) if current else None
+    for run_id in current:  # the collection is one run for the order: none of its runs is before another
+        orders[run_id], keys[run_id] = orders[first], keys[first]
     by_pk = dict((pk, (run_id, orders[run_id])) for pk, run_id, _started, _source in stored)
     models = set(row["model"] for row in rows)
-    newest = max(report_runs, key=lambda rid: keys[rid]) if report_runs else None
     known = set(run_id for _pk, run_id, _started, _source in stored)
-    unstored = _report_rows(rows, run_ids, orders, set(report_runs) - known - set([newest]))
+    unstored = _report_rows(rows, run_ids, orders, set(report_runs) - known - current)
     medians = []
-    if db is not None and newest is not None:
-        medians = db.series_medians(models, keys[newest], policy.trend_runs)
+    if db is not None and first is not None:
+        medians = db.series_medians(models, keys[first], policy.trend_runs)
     trend = pd.concat([history_frame(medians, by_pk), unstored], ignore_index=True)
     if baseline_run:
         return Sources(history_frame(db.run_rows(baseline_run), by_pk), trend, orders, run_ids, newest,
-                       pinned="run %s" % baseline_run)
+                       pinned="run %s" % baseline_run, collected=current)
     if baseline_csv:
         return Sources(csv_frame(baseline_csv[1], baseline_csv[0], policy.by_host), trend, orders, run_ids, newest,
-                       pinned="CSV %s" % baseline_csv[0])
+                       pinned="CSV %s" % baseline_csv[0], collected=current)
     records = []
-    for run_id in report_runs if db is not None else ():
+    for run_id in (set(report_runs) - current) | set([first]) if db is not None and first is not None else ():
         # the run before each run of the report (rows carried over from an earlier run have their own)
         if policy.by_host:
             records.extend(db.node_rows(models, keys[run_id]))
-        elif run_id == newest:
+        elif run_id == first:
             records.extend(medians)
         else:
             records.extend(db.series_medians(models, keys[run_id], 1))
     baseline = pd.concat([history_frame(records, by_pk), unstored], ignore_index=True)
-    return Sources(baseline, trend, orders, run_ids, newest)
+    return Sources(baseline, trend, orders, run_ids, newest, collected=current)
 
 
 def _report_rows(rows, run_ids, orders, wanted):

@@ -140,18 +140,22 @@ def merge_and_write(module, report, db, db_error, location, baseline_csv, policy
     run_id = params["run_id"] or _report.default_run_id(report, report.to_csv())
     collected_at = utc_now()
     run_ids = _history.row_run_ids(report.rows, run_id)
+    # the runs of the rows the nodes returned (and of the rows added for what they did not): not carried over
+    collected = set(_history.row_run_ids([row for rows in params["results"].values() for row in rows or ()
+                                          if isinstance(row, dict)], run_id)) | set([run_id])
     if params["baseline_run"] and db is None:
         raise MadengineError("baseline_run %s needs the results database%s." % (
             params["baseline_run"], ": %s" % db_error if db_error else " (history is off)"))
     try:
-        sources = _baseline.gather(db, report.rows, run_ids, collected_at, policy,
-                                   baseline_run=params["baseline_run"], baseline_csv=baseline_csv)
+        sources = _baseline.gather(db, report.rows, run_ids, collected_at, policy, baseline_run=params["baseline_run"],
+                                   baseline_csv=baseline_csv, collected=collected)
     except _db.DatabaseError as exc:
         if params["baseline_run"]:
             raise
         module.warn("%s The run is not stored and has no history; the CSV and the report are written." % exc)
         db, db_error = None, str(exc)
-        sources = _baseline.gather(None, report.rows, run_ids, collected_at, policy, baseline_csv=baseline_csv)
+        sources = _baseline.gather(None, report.rows, run_ids, collected_at, policy, baseline_csv=baseline_csv,
+                                   collected=collected)
     comparison = _baseline.compare(report, sources, policy, base_model=_report.Pair(report.models).base)
 
     written, db_error = store_run(module, db, db_error, report.rows, run_id, collected_at)

@@ -208,7 +208,9 @@ def trend_charts(frame, comparison, trend_runs):
     sources = comparison.sources if comparison is not None else None
     current = frame[frame["value"].notna()]
     if sources is not None:  # rows carried over from older runs are in the sources' trend rows
-        current = current[current["run_id"].where(current["run_id"] != "", sources.newest) == sources.newest]
+        run = current["run_id"].where(current["run_id"] != "", sources.newest)
+        # the runs being collected are one point: this run
+        current = current[run.isin(sources.collected)].assign(run_id=sources.newest)
     current = current[_SERIES + ["run_id", "value", "baseline_run_id"]]
     if current.empty:
         return {}

@@ -171,11 +171,42 @@ def test_json_summary_and_the_merged_csv_columns(tmp_path, module_runner):
     with open(out / "perf.csv", newline="") as handle:
         reader = csv.reader(handle)
         header = next(reader)
-    assert header[:29] == list(MADENGINE_COLUMNS) and header[29:43] == list(PROVENANCE_COLUMNS)
-    assert header[43:] == ["baseline_performance", "baseline_run_id", "verdict", "temperature"]
+    schema = list(MADENGINE_COLUMNS) + list(PROVENANCE_COLUMNS)
+    assert len(MADENGINE_COLUMNS) == 29 and header[:len(schema)] == schema
+    assert header[len(schema):] == ["baseline_performance", "baseline_run_id", "verdict", "temperature"]
     again = module_runner(madengine_report, args(out, results=same_run("r2", 2, dummy=80.0), run_id="r2",
                                                  json_name="summary.json"))
     assert again["changed"] is False and again["database"]["rows_written"] == 0
+
+
+def test_nodes_with_their_own_run_ids_are_one_collection(tmp_path, module_runner):
+    """Nodes that ran with their own run ids (madengine_run's default) are compared with the collection before,
+    never with each other, and are one point of the trend charts."""
+    def own_ids(day, dummy2=100.0, minute=0):
+        results = {}
+        for index, node in enumerate(("node1", "node2")):
+            start = "2026-11-%02dT10:%02d:00Z" % (day, minute + index * 5)  # node2 started later
+            rows = [dict(r, run_id="d%d-%s" % (day, node), start_time=start) for r in node_rows(node)]
+            if node == "node2":
+                rows[0]["performance"] = repr(dummy2)
+            results[node] = rows
+        return results
+
+    out = tmp_path / "results"
+    first = module_runner(madengine_report, args(out, results=own_ids(1, dummy2=80.0)))
+    assert first["summary"]["verdicts"] == {"regressed": 0, "improved": 0, "unchanged": 0, "no baseline": 12}
+    again = module_runner(madengine_report, args(out, results=own_ids(1, dummy2=80.0)))
+    assert again["changed"] is False and again["summary"]["verdicts"]["no baseline"] == 12
+    second = module_runner(madengine_report, args(out, results=own_ids(2, dummy2=80.0)))
+    assert second["summary"]["verdicts"] == {"regressed": 0, "improved": 1, "unchanged": 11, "no baseline": 0}
+    with open(out / "perf.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    # the latest earlier run of the GPU class is the last one of the collection before, never one of this one
+    assert set(r["baseline_run_id"] for r in rows if r["status"] == "SUCCESS") == {"d1-node2"}
+    assert [(r["host"], r["verdict"], r["relative_change"]) for r in rows if r["model"] == "dummy"][:2] == [
+        ("node1", "improved", "25.00"), ("node2", "unchanged", "0.00")]
+    html = (out / "perf.html").read_text()
+    assert "dummy over 3 runs" in html and "dummy over 4 runs" not in html
 
 
 def test_history_off_writes_no_database_and_a_csv_can_pin_the_baseline(tmp_path, module_runner):
