@@ -5,12 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import os
-import re
 
 import pytest
 from fleet_rows import row
 
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark import baseline as _baseline
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark import history as _history
 from ansible_collections.rocm.madengine.plugins.module_utils.benchmark import report as _report
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark import report_html as _html
 from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.manifest import for_registry
 from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.rows import COLUMNS, PROVENANCE_COLUMNS
 from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.run_logs import read_tails, write_home
@@ -82,10 +84,14 @@ def test_rows_name_the_controller_copy_and_the_report_links_every_row_to_its_log
     assert paths == [("n1", "dummy", str(out / "n1" / "dummy.log"), "/srv/node/dummy.log"),
                      ("n1", "other", "/srv/node/other.log", ""),  # not fetched: the node's path stays
                      ("n2", "dummy", "/var/n2/dummy.log", "/var/n2/dummy.log")]  # carried as it was
-    page = _report.to_html(report, "t", "r", base_dir=str(out)).decode()
-    assert re.findall(r'href="([^"]*)"', page) == ["n1/dummy.log"]
-    assert '<td><a href="n1/dummy.log">dummy.log</a></td>' in page
-    assert "<td>/srv/node/other.log</td>" in page
+    link = _html.log_linker("", str(out))
+    assert [link(r) for r in report.rows] == ["n1/dummy.log", "file:///srv/node/other.log", "file:///var/n2/dummy.log"]
+    policy = _baseline.Policy()
+    sources = _baseline.gather(None, report.rows, _history.row_run_ids(report.rows, "r"), "2026-12-01T00:00:00Z",
+                               policy)
+    page = _html.to_html(report, "t", "r", comparison=_baseline.compare(report, sources, policy),
+                         output_dir=str(out)).decode()
+    assert 'href="n1/dummy.log"' in page and 'href="file:///srv/node/other.log"' in page
 
 
 MANIFEST = {"built_images": {
