@@ -14,6 +14,7 @@ import os
 from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.rocm.madengine.plugins.module_utils.benchmark import report as _report
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.fleet import durations_from_rows
 from ansible_collections.rocm.madengine.plugins.module_utils.common import (
     MadengineError,
     absolute_paths,
@@ -40,6 +41,14 @@ def model_list(value):
     return out
 
 
+def _durations(path):
+    """The median test_duration of each row model's SUCCESS rows in a merged CSV; {} when the file does not exist."""
+    if not os.path.exists(path):
+        return {}
+    _header, rows = _report.read_previous_csv(path)
+    return durations_from_rows(rows)
+
+
 def report_task(module):
     params = module.params
     check = module.check_mode
@@ -47,12 +56,15 @@ def report_task(module):
     hosts = as_list(params["hosts"]) if params["hosts"] is not None else None
     models = model_list(params["models"])
 
+    matrix = params.get("matrix") or "all"
     previous_rows = None
     if params["previous_csv"]:
         _header, previous_rows = _report.read_previous_csv(params["previous_csv"])
         plan, pairs = _report.rerun_plan(previous_rows, hosts=hosts, models=models,
-                                         statuses=tuple(params["rerun_statuses"]))
+                                         statuses=tuple(params["rerun_statuses"]), matrix=matrix)
         result.update(rerun=plan, rerun_pairs=pairs)
+    if params.get("durations_from"):
+        result["durations"] = _durations(params["durations_from"])
 
     if params["results"] is None:
         return result
@@ -64,7 +76,8 @@ def report_task(module):
         if not params[name] or os.sep in params[name] or params[name] in (".", ".."):
             raise MadengineError("%s must be a plain file name, not %r." % (name, params[name]))
     report = _report.merge(params["results"], hosts=hosts, models=models, previous_rows=previous_rows,
-                           fill_missing=params["fill_missing"], rerun_statuses=tuple(params["rerun_statuses"]))
+                           fill_missing=params["fill_missing"], rerun_statuses=tuple(params["rerun_statuses"]),
+                           assignments=params.get("assignments") or None, matrix=matrix)
     for note in report.notes:
         module.warn(note)
     csv_bytes = report.to_csv()

@@ -191,7 +191,7 @@ def test_summary_is_compact_and_counts_every_status():
     report = _report.merge(results, hosts=["node1", "node2", "node3"], models=MODELS)
     summary = _report.summary(report, "r1", "/x/perf.csv", "/x/perf.html", max_failed=2)
     assert summary == {
-        "run_id": "r1", "rows": 15, "nodes": 3,
+        "run_id": "r1", "rows": 15, "nodes": 3, "hosts": ["node1", "node2", "node3"],
         "counts": {"SUCCESS": 10, "FAILURE": 4, "TIMEOUT": 1, "SKIPPED": 0},
         "failed": ["dummy@node1", "dummy2/model2@node1"], "failed_total": 5,
         "missing_nodes": ["node3"], "csv": "/x/perf.csv", "html": "/x/perf.html",
