@@ -418,8 +418,8 @@ class Planner(object):
         self.archs = list(target_archs or [])
         self.fixed_arch = ctx_args.get(ARCH_ARG)
         if (self.archs or any(arch for _vendor, arch in self.targets or ())) and ARCH_ARG in ctx_args:
-            self.warnings.append("%s is ignored: the context sets docker_build_arg.%s=%s."
-                                 % ("The nodes' architectures are" if self.targets else "target_archs",
+            self.warnings.append("%s ignored: the context sets docker_build_arg.%s=%s."
+                                 % ("The nodes' architectures are" if self.targets else "target_archs is",
                                     ARCH_ARG, ctx_args[ARCH_ARG]))
         if ARCH_ARG in ctx_args:
             self.archs = []

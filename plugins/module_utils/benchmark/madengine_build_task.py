@@ -205,14 +205,23 @@ def manifest_models(manifest, tags, source):
     return [m for m in models if m in chosen]
 
 
-def missing_targets(manifest, targets):
-    """The (vendor, architecture) targets a reused manifest has no image for."""
-    have = set()
+def missing_images(manifest, models, targets):
+    """``model for vendor arch`` of every selected model and node kind a reused manifest has no image for (a model
+    the build skipped for that vendor is not missing)."""
+    have, gaps = {}, set()
     for entry in manifest["built_images"].values():
-        vendor, arch = (entry.get("gpu_vendor") or "").upper(), entry.get("gpu_architecture") or ""
-        have.add((vendor, arch))
-    return ["%s %s" % (vendor, arch) if arch else vendor for vendor, arch in targets or ()
-            if not any(v in ("", vendor) and a in ("", arch) for v, a in have)]
+        if isinstance(entry, dict):
+            have.setdefault(entry.get("model"), []).append(((entry.get("gpu_vendor") or "").upper(),
+                                                            entry.get("gpu_architecture") or ""))
+    for gap in manifest.get("skipped_builds") or ():
+        gaps.add((gap.get("model"), str(gap.get("gpu_vendor") or "").upper()))
+    missing = []
+    for vendor, arch in targets or ():
+        for model in models:
+            if (model, vendor) not in gaps and not any(
+                    v in ("", vendor) and a in ("", arch) for v, a in have.get(model, ())):
+                missing.append("%s for %s" % (model, ("%s %s" % (vendor, arch)) if arch else vendor))
+    return missing
 
 
 class BuildTask(object):
@@ -292,10 +301,10 @@ class BuildTask(object):
         selected = manifest_models(manifest, self.params.get("tags") or [], source)
         if not selected:
             raise MadengineError("%s holds no model." % source[0].upper() + source[1:])
-        missing = missing_targets(manifest, targets)
+        missing = missing_images(manifest, [m["name"] for m in selected], targets)
         if missing:
-            self.warn("%s has no image for %s: the nodes of %s skip or fail the models without one."
-                      % (source, ", ".join(missing), "that kind" if len(missing) == 1 else "those kinds"))
+            self.warn("%s has no image of %s: the nodes of those kinds skip or fail those models."
+                      % (source, ", ".join(missing)))
         mad_root = self.params.get("mad_root")
         providers = data_providers(self.params.get("data_config"), mad_root) if (
             self.params.get("data_config") or (mad_root and os.path.isdir(mad_root))) else None

@@ -140,3 +140,15 @@ def test_unwritable_output_dir_is_named(tmp_path, module_runner):
     blocker.write_text("not a directory")
     result = module_runner(madengine_report, args(blocker))
     assert result.failed and result["msg"] == "Output directory %s exists and is not a directory." % blocker
+
+
+def test_durations_from_an_earlier_csv_and_none_from_a_missing_one(tmp_path, module_runner):
+    rows = node_rows("node1") + [row("slow", "node1", test_duration="9.5"), row("slow", "node2", test_duration="10.5"),
+                                 row("broken", "node1", "FAILURE", test_duration="1")]
+    done = module_runner(madengine_report, args(tmp_path / "earlier", results={"node1": rows}, hosts=["node1"],
+                                                models=[]))
+    assert not done.failed, done.get("msg")
+    result = module_runner(madengine_report, {"durations_from": done["csv_path"]})
+    assert not result.failed and result["changed"] is False
+    assert result["durations"] == {"slow": 10.0}
+    assert module_runner(madengine_report, {"durations_from": str(tmp_path / "none.csv")})["durations"] == {}
