@@ -21,6 +21,8 @@ description:
     is a choice (CPU mode), not a claim, and is never contradicted. The declared architecture fills in what
     detection cannot tell (an NVIDIA node without C(nvidia-smi)), and with O(detect=false) the declared values are
     the profile.
+  - AMD GPUs that the PCI bus shows but the KFD topology does not (bound to C(vfio-pci) on a VM host, or C(amdgpu)
+    not loaded) are counted with an unknown architecture, which O(gpu_arch) fills in.
   - On a node with GPUs of both vendors, O(gpu_vendor) chooses one; V(auto) fails there, naming the node.
   - Nothing is changed; the tools run are C(amd-smi) or C(rocm-smi), and C(nvidia-smi).
 author:

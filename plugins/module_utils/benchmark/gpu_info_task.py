@@ -19,7 +19,13 @@ import socket
 from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.context import load_context
 from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.fleet import declared_vendor, node_profile
 from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError
-from ansible_collections.rocm.madengine.plugins.module_utils.host.gpu import detect, rocm_root, tool_runner
+from ansible_collections.rocm.madengine.plugins.module_utils.host.gpu import (
+    Gpu,
+    GpuInventory,
+    detect,
+    rocm_root,
+    tool_runner,
+)
 from ansible_collections.rocm.madengine.plugins.module_utils.host.hostfs import HostFs
 
 
@@ -42,9 +48,23 @@ def detect_node(declared, host, rocm_path, runner, node):
         except MadengineError:
             pass  # the declared vendor is not there: see what is (node_profile warns)
     try:
-        return detect("auto", host, rocm_path, runner)
+        found = detect("auto", host, rocm_path, runner)
     except MadengineError as exc:
         raise MadengineError("Node %s: %s (madengine_gpu_vendor)" % (node, str(exc).rstrip(".")))
+    if found.vendor == "NONE":
+        return amd_on_pci(host) or found
+    return found
+
+
+def amd_on_pci(host):
+    """AMD GPUs the PCI bus shows but the KFD topology does not (bound to vfio-pci for a VM, or amdgpu not
+    loaded): the vendor is known, the architecture is not (the inventory's madengine_gpu_arch fills it in)."""
+    functions = host.gpu_functions("AMD", include_vfs=False)
+    if not functions:
+        return None
+    return GpuInventory("AMD", [Gpu(index, "AMD", pci_bdf=bdf) for index, bdf in enumerate(functions)],
+                        notes=["%d AMD GPU(s) on the PCI bus are not in the KFD topology (amdgpu not bound to them); "
+                               "their architecture is unknown." % len(functions)], sysfs_root=host.path("sys"))
 
 
 def gpu_info(params, runner):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from fake_gpu_sysfs import FakeGpuSysfs, fake_nvidia_smi, write_host_root
+from fake_gpu_sysfs import MI300X_DEVICE, FakeGpuSysfs, fake_nvidia_smi, write_host_root
 
 from ansible_collections.rocm.madengine.plugins.modules import gpu_info
 
@@ -82,3 +82,19 @@ def test_none_and_detection_off_read_nothing(roots, module_runner, tmp_path):
 def test_check_mode_detects_the_same(roots, module_runner):
     result = module_runner(gpu_info, {"host_root": roots["amd-gfx942"]}, check_mode=True)
     assert not result.failed and result["profile"]["gpu_architecture"] == "gfx942" and result["changed"] is False
+
+
+def test_amd_gpus_outside_the_kfd_topology_take_their_architecture_from_the_inventory(module_runner, tmp_path):
+    """GPUs bound to vfio-pci (a VM host between runs) show on the PCI bus only: the vendor is detected, the
+    architecture is the inventory's."""
+    sysfs = FakeGpuSysfs(tmp_path / "root" / "sys")
+    for bdf in ("0000:11:00.0", "0000:21:00.0"):
+        sysfs.add_pci_device(bdf, "0x1002", MI300X_DEVICE, "0x038000", "AMD Instinct MI300X")
+    result = info(module_runner, str(tmp_path / "root"), gpu_vendor="AMD", gpu_arch="gfx942")
+    assert not result.failed, result.get("msg")
+    profile = result["profile"]
+    assert (profile["gpu_vendor"], profile["gpu_architecture"], profile["gpu_count"], profile["source"]) == (
+        "AMD", "gfx942", 2, "detected, architecture from the inventory")
+    assert result["gpu"]["notes"] == ["2 AMD GPU(s) on the PCI bus are not in the KFD topology (amdgpu not bound to "
+                                      "them); their architecture is unknown."]
+    assert "warnings" not in result
