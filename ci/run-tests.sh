@@ -15,6 +15,11 @@ GATES=${MADCI_GATES:-ruff lint sanity pytest bench}
 "$HERE/setup-host.sh" || exit 1
 "$HERE/venv.sh" || exit 1
 "$HERE/libvirtd.sh" || exit 1
+# The real Debian guest images of the VM tests: built once (about 2 minutes), then reused until
+# ci/guest-image.sh changes.
+guest_start=$SECONDS
+"$HERE/guest-image.sh" || exit 1
+echo "[tests] guest images ready in $((SECONDS - guest_start)) s"
 
 WORK=$(mktemp -d /tmp/madci-test.XXXXXX)
 [ "${MADCI_KEEP:-0}" = 1 ] || trap 'rm -rf "$WORK"' EXIT

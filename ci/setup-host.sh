@@ -29,6 +29,9 @@ PKGS="$PKGS libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-syste
 PKGS="$PKGS apache2-utils"
 # ci/simulated-fleet.sh --ssh: the nodes' Debian image (mmdebstrap), SSH to them, NAT to package mirrors
 PKGS="$PKGS mmdebstrap openssh-client iptables"
+# The real Debian guest of the VM tests (ci/guest-image.sh): mmdebstrap (+ dpkg-architecture for its
+# eatmydata hook), mkfs.ext4 -d; libvirt NAT networks (dnsmasq, iptables) and ssh into the guest.
+PKGS="$PKGS mmdebstrap dpkg-dev e2fsprogs dnsmasq-base iptables openssh-client"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"

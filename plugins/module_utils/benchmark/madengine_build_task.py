@@ -64,7 +64,13 @@ from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.manifest 
     write_if_changed,
 )
 from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.run_id import resolve_run_id
-from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError, absolute_paths, mask_only
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.tools import collect_files
+from ansible_collections.rocm.madengine.plugins.module_utils.common import (
+    MadengineError,
+    absolute_paths,
+    atomic_write_json,
+    mask_only,
+)
 
 MANIFEST_NAME = "build_manifest.json"
 DATA_NAME = "data.json"
@@ -290,8 +296,12 @@ class BuildTask(object):
             manifest_changed = would_change(manifest_path, manifest)
         else:
             manifest_changed = write_if_changed(manifest_path, manifest)
+        if params.get("summary_output") and not self.check_mode:
+            prepare_output(params["summary_output"], "summary_output")
+            atomic_write_json(params["summary_output"], manifest["summary"])
         fleet.update(run_id=run_id, selected=selected, models=image_models(manifest, selected),
-                     data_providers=providers, skipped_builds=planner.skipped)
+                     data_providers=providers, skipped_builds=planner.skipped,
+                     catalogue_files=collect_files(mad_root, ctx, selected, providers))
         return self.result(outcomes, failures, manifest, manifest_path, manifest_changed, fleet)
 
     def reuse(self, path, run_id, profiles, targets):
@@ -306,12 +316,15 @@ class BuildTask(object):
             self.warn("%s has no image of %s: the nodes of those kinds skip or fail those models."
                       % (source, ", ".join(missing)))
         mad_root = self.params.get("mad_root")
+        has_tree = bool(mad_root and os.path.isdir(mad_root))
         providers = data_providers(self.params.get("data_config"), mad_root) if (
-            self.params.get("data_config") or (mad_root and os.path.isdir(mad_root))) else None
+            self.params.get("data_config") or has_tree) else None
         names = [m["name"] for m in selected]
         result = fleet_result(names, profiles, targets, self.params, manifest.get("skipped_builds") or ())
+        # the files the nodes need beside the images follow the context the manifest was built with
+        files = collect_files(mad_root, manifest.get("context") or {}, selected, providers) if has_tree else None
         result.update(run_id=run_id, selected=selected, models=names, data_providers=providers,
-                      skipped_builds=list(manifest.get("skipped_builds") or []))
+                      skipped_builds=list(manifest.get("skipped_builds") or []), catalogue_files=files)
         reused = sorted(key for key, entry in manifest["built_images"].items()
                         if isinstance(entry, dict) and entry.get("model") in names)
         result.update(changed=False, built=[], reused=reused, pushed=[], failures=[],
