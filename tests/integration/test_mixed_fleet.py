@@ -61,7 +61,8 @@ def fleet(tmp_path_factory, main_api):
     mad = root / "mad"
     shutil.copytree(SAMPLE_MAD, mad)
     models = json.loads((mad / "models.json").read_text())
-    gpu = dict(next(m for m in models if m["name"] == "sample_gpu"), name="gpu_skip_90a", skip_gpu_arch="gfx90a")
+    sample = [m for m in models if m["name"] == "sample_gpu"][0]
+    gpu = dict(sample, name="gpu_skip_90a", skip_gpu_arch="gfx90a")
     (mad / "models.json").write_text(json.dumps(models + [gpu], indent=1))
     directory = root / "fleet"
     fleet_script("up", "--out", str(directory), *KINDS)

@@ -85,9 +85,8 @@ def node_profile(node, vendor, arch, found=None):
                             "node runs in CPU mode (detection wins)." % (node, declared_arch))
     elif declared_arch and detected_arch and not _same_arch(declared_arch, detected_arch):
         warnings.append("Node %s: the inventory declares madengine_gpu_arch %s, but detection found %s (%s); %s is "
-                        "used (detection wins: correct the inventory)." % (node, declared_arch, detected_arch,
-                                                                            found.product or found.vendor,
-                                                                            detected_arch))
+                        "used (detection wins: correct the inventory)."
+                        % (node, declared_arch, detected_arch, found.product or found.vendor, detected_arch))
     elif not detected_arch and declared_arch:
         profile["source"] = "detected, architecture from the inventory"
     return profile, warnings

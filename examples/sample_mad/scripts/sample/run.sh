@@ -10,5 +10,5 @@ while [ $# -gt 0 ]; do
 done
 echo "model ${MAD_MODEL_NAME:-unknown} on ${MAD_GPU_VENDOR:-cpu}, batch size ${batch}"
 # the GPUs the container was given: NVIDIA's runtime sets NVIDIA_VISIBLE_DEVICES, AMD's are render nodes
-echo "gpus: NVIDIA_VISIBLE_DEVICES=${NVIDIA_VISIBLE_DEVICES:-} dri=$(ls /dev/dri 2>/dev/null | tr '\n' ' ')"
+echo "gpus: NVIDIA_VISIBLE_DEVICES=${NVIDIA_VISIBLE_DEVICES:-} dri=$(cd /dev/dri 2>/dev/null && echo *)"
 echo "performance: $((batch * 125)).5 samples_per_second"

@@ -260,7 +260,7 @@ def fleet_tree(tmp_path):
             "docker/gpu.ubuntu.nvidia.Dockerfile": dockerfile({"gpu_vendor": "NVIDIA"}),
             "docker/archy.ubuntu.Dockerfile": dockerfile({"guest_os": "UBUNTU"}, "ARG MAD_SYSTEM_GPU_ARCHITECTURE="),
             "docker/amdonly.ubuntu.amd.Dockerfile": dockerfile({"gpu_vendor": "AMD", "guest_os": "UBUNTU"}),
-        })
+    })
     return root
 
 

@@ -354,10 +354,8 @@ def node(vendor, arch="", product=""):
     return {"gpu_vendor": vendor, "gpu_architecture": arch, "gpu_product": product, "source": "detected"}
 
 
-MIXED = {"mi300x-01": node("AMD", "gfx942", "AMD Instinct MI300X"), "mi300x-02": node("AMD", "gfx942",
-                                                                                      "AMD Instinct MI300X"),
-         "h100-01": node("NVIDIA", "H100", "NVIDIA H100 80GB HBM3"), "h100-02": node("NVIDIA", "H100",
-                                                                                   "NVIDIA H100 80GB HBM3"),
+MI300X, H100 = node("AMD", "gfx942", "AMD Instinct MI300X"), node("NVIDIA", "H100", "NVIDIA H100 80GB HBM3")
+MIXED = {"mi300x-01": MI300X, "mi300x-02": MI300X, "h100-01": H100, "h100-02": H100,
          "cpu-01": node("NONE"), "cpu-02": node("NONE")}
 
 
@@ -433,3 +431,35 @@ def test_the_catalogue_credential_json_is_used_when_no_file_is_named(tree, modul
     assert not result.failed, result.get("msg")
     assert result["built"] == ["unit-needs_cred_cpu.ubuntu"]
     assert "unit-secret" not in json.dumps(result)
+
+
+def test_each_architecture_of_the_nodes_gets_its_image_where_the_dockerfile_takes_it(tree, module_runner):
+    """Two AMD architectures: a Dockerfile taking MAD_SYSTEM_GPU_ARCHITECTURE is built once per architecture, one
+    that does not is built once for the vendor; every node is assigned every model."""
+    (tree / "docker" / "dummy.ubuntu.amd.Dockerfile").write_text(
+        "# CONTEXT {'gpu_vendor': 'AMD', 'guest_os': 'UBUNTU'}\nFROM scratch\nARG MAD_SYSTEM_GPU_ARCHITECTURE=\n")
+    nodes = {"mi300x-01": MI300X, "mi250-01": node("AMD", "gfx90a", "AMD Instinct MI250X"), "h100-01": H100,
+             "cpu-01": node("NONE")}
+    result = module_runner(madengine_build, args(tree, tags=["dummy", "dummy_cpu"], nodes=nodes), check_mode=True)
+    assert not result.failed, result.get("msg")
+    assert result["built"] == ["unit-dummy_dummy.ubuntu.amd_gfx90a", "unit-dummy_dummy.ubuntu.amd_gfx942",
+                               "unit-dummy_dummy.ubuntu.nvidia", "unit-dummy_cpu_cpu.ubuntu"]
+    images = dict((i["image"], i) for i in result["images"])
+    for arch in ("gfx942", "gfx90a"):
+        entry = result["manifest"]["built_images"]["unit-dummy_dummy.ubuntu.amd_" + arch]
+        assert entry["gpu_vendor"] == "AMD" and entry["gpu_architecture"] == arch
+        assert "--build-arg MAD_SYSTEM_GPU_ARCHITECTURE=%s" % arch in entry["build_command"]
+        assert images["unit-dummy_dummy.ubuntu.amd_" + arch]["action"] == "build"
+    assert result["manifest"]["built_images"]["unit-dummy_dummy.ubuntu.nvidia"]["gpu_vendor"] == "NVIDIA"
+    assert [(t["gpu_vendor"], t["gpu_architecture"]) for t in result["targets"]] == [
+        ("AMD", "gfx90a"), ("AMD", "gfx942"), ("NVIDIA", "H100"), ("NONE", "")]
+    assert result["assignments"] == dict((n, ["dummy", "dummy_cpu"]) for n in nodes)
+    assert [(s["model"], s["gpu_vendor"]) for s in result["skipped_builds"]] == [("dummy", "NONE")]
+    assert not (tree / "build_manifest.json").exists()
+
+
+def test_a_node_profile_that_is_not_one_is_named(tree, module_runner):
+    result = module_runner(madengine_build, args(tree, tags=["dummy"], nodes={"gpu-07": {"gpu_vendor": "INTEL"}}),
+                           check_mode=True)
+    assert result.failed and "gpu-07" in result["msg"], result.get("msg")
+    assert not (tree / "build_manifest.json").exists()
