@@ -61,7 +61,7 @@ def fleet(tmp_path_factory, main_api):
     mad = root / "mad"
     shutil.copytree(SAMPLE_MAD, mad)
     models = json.loads((mad / "models.json").read_text())
-    sample = [m for m in models if m["name"] == "sample_gpu"][0]
+    sample = dict((m["name"], m) for m in models)["sample_gpu"]
     gpu = dict(sample, name="gpu_skip_90a", skip_gpu_arch="gfx90a")
     (mad / "models.json").write_text(json.dumps(models + [gpu], indent=1))
     directory = root / "fleet"
