@@ -60,6 +60,12 @@ options:
         version and the vendor tools are read under it.
     type: path
     default: /
+  sysfs_root:
+    description:
+      - Where the node's sysfs is, as the (deprecated) O(rocm.madengine.madengine_run#module:sysfs_root) of the runs;
+        wins over C(<host_root>/sys). The role passes the one of C(madengine_run_options), so that detection reads
+        the GPUs the runs will use.
+    type: path
   additional_context:
     description:
       - The node's madengine additional context (a dict, or a JSON / Python dict literal string); only its
@@ -135,6 +141,7 @@ def main():
             detect=dict(type="bool", default=True),
             node_name=dict(type="str"),
             host_root=dict(type="path", default="/"),
+            sysfs_root=dict(type="path"),
             additional_context=dict(type="raw"),
         ),
         supports_check_mode=True,

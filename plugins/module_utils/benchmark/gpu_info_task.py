@@ -73,7 +73,7 @@ def gpu_info(params, runner):
     found = None
     if params.get("detect", True) and declared != "NONE":
         ctx, _source = load_context(params.get("additional_context"))
-        host = HostFs(params.get("host_root") or "/")
+        host = HostFs(params.get("host_root") or "/", sys_dir=params.get("sysfs_root"))
         found = detect_node(declared, host, rocm_root(ctx), runner, node)
     profile, warnings = node_profile(node, params.get("gpu_vendor"), params.get("gpu_arch"), found)
     return {"changed": False, "gpu": found.as_dict() if found is not None else None, "profile": profile,

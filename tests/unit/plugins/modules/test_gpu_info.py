@@ -98,3 +98,13 @@ def test_amd_gpus_outside_the_kfd_topology_take_their_architecture_from_the_inve
     assert result["gpu"]["notes"] == ["2 AMD GPU(s) on the PCI bus are not in the KFD topology (amdgpu not bound to "
                                       "them); their architecture is unknown."]
     assert "warnings" not in result
+
+
+def test_sysfs_root_wins_over_the_host_roots_sys(roots, module_runner, tmp_path):
+    """A node whose runs read a sysfs elsewhere (madengine_run's sysfs_root) is detected from that sysfs too."""
+    fs = FakeGpuSysfs(tmp_path / "sys").add_amd_gpu("gfx942").add_amd_gpu("gfx942")
+    result = info(module_runner, roots["cpu"], sysfs_root=fs.root, gpu_vendor="AMD")
+    assert not result.failed, result.get("msg")
+    profile = result["profile"]
+    assert (profile["gpu_vendor"], profile["gpu_architecture"], profile["gpu_count"]) == ("AMD", "gfx942", 2)
+    assert info(module_runner, roots["cpu"])["profile"]["gpu_vendor"] == "NONE"
