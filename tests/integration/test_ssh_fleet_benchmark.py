@@ -12,7 +12,8 @@ own dockerd, and the controller's registry only at the fleet's bridge address.  
 2. the rerun mode runs only the failed pairs over SSH and completes the table;
 3. a node's sshd is stopped while its model runs: its finished rows are kept, the running model is a FAILURE
    row saying unreachable and when, the summary names the node; once sshd is back the rerun completes the table;
-4. a node whose Python cannot get the Docker SDK: docker_setup fails it with one error naming node and package.
+4. a node whose Python cannot get the Docker SDK: docker_setup fails it with one error naming node and package;
+5. a --limit to one SSH node: the controller still builds, only that node runs.
 """
 
 from __future__ import annotations
@@ -94,10 +95,9 @@ def test_docker_setup_prepares_the_nodes_and_each_node_runs_what_was_built(first
         assert tuple(int(p) for p in out[0].split(".")[:2]) >= (7, 1), out
         assert out[1] == str([host["madengine_registry"]])
     manifest = json.loads((ssh_fleet["out"] / "build_manifest.json").read_text())
-    images = manifest["built_images"]
-    # one image per (model, architecture), pushed once to the controller's registry address
-    assert sorted((e["model"], e["gpu_architecture"]) for e in images.values()) == sorted(
-        (m, arch) for m in MODELS for arch, _product in NODES.values())
+    images = dict((e["docker_image"], e) for e in manifest["built_images"].values())
+    # built once on the controller and pushed to its address of the registry
+    assert sorted({e["model"] for e in images.values()}) == sorted(MODELS)
     assert all(e["registry_digest"].startswith(REGISTRY + "/") for e in images.values())
     rows = read_csv(ssh_fleet["out"] / "perf.csv")
     assert sorted((r["host"], r["model"], r["status"]) for r in rows) == sorted(
@@ -105,15 +105,14 @@ def test_docker_setup_prepares_the_nodes_and_each_node_runs_what_was_built(first
     for row in rows:
         arch, product = NODES[row["host"]]
         assert (row["gpu_architecture"], row["gpu_product"]) == (arch, product)
-        # the row names the manifest's digest: what ran is what was built for the node's architecture
-        (entry,) = [e for e in images.values() if e["model"] == row["model"] and e["gpu_architecture"] == arch]
-        assert row["image_digest"] == entry["registry_digest"]
+        # the row names the manifest's digest: what ran is what was built
+        assert row["image_digest"] == images[row["docker_image"]]["registry_digest"]
     for node, host in ssh_fleet["nodes"].items():
         # the node pulled those digests from its own address of the registry
         pulled = ssh(host, "docker images --digests --format '{{.Repository}}@{{.Digest}}'").stdout.split()
-        wanted = {host["madengine_registry"] + "/" + e["registry_digest"].split("/", 1)[1]
-                  for e in images.values() if e["gpu_architecture"] == NODES[node][0]}
-        assert wanted <= set(pulled), (wanted, pulled)
+        wanted = {host["madengine_registry"] + "/" + images[r["docker_image"]]["registry_digest"].split("/", 1)[1]
+                  for r in rows if r["host"] == node}
+        assert wanted and wanted <= set(pulled), (wanted, pulled)
     # each run log came home to <output_dir>/<node>/; the node's path is kept in node_log_path
     page = (ssh_fleet["out"] / "perf.html").read_text()
     for row in rows:
@@ -247,3 +246,18 @@ def test_a_node_that_cannot_install_the_sdk_fails_naming_node_and_package(ssh_fl
         "amd-gfx942-1: cannot install the Python package docker>=999.0 (the Docker SDK, at least 999.0) for "
         "/usr/bin/python3, which has Docker SDK 7."), failed["msg"]
     assert "No matching distribution found for docker>=999.0" in failed["msg"] or "pip" in failed["msg"]
+
+
+# ---- 5. a --limit to one SSH node ------------------------------------------------------------------------
+
+def test_a_limit_to_one_ssh_node_builds_on_the_controller_and_runs_only_it(first, ssh_fleet):
+    assert first["rc"] == 0, first["log"][-6000:]
+    out = ssh_fleet["root"] / "limited"
+    run = benchmark(ssh_fleet, args=("--limit", "amd-gfx942-1"), madengine_tags="dummy", madengine_output_dir=str(out))
+    assert run["rc"] == 0, run["log"][-6000:]
+    assert "localhost" not in run["out"]["stats"] and "amd-gfx90a-1" not in run["out"]["stats"]
+    rows = read_csv(out / "perf.csv")
+    assert [(r["host"], r["model"], r["status"]) for r in rows] == [("amd-gfx942-1", "dummy", "SUCCESS")]
+    assert rows[0]["log_path"] == str(out / "amd-gfx942-1" / rows[0]["node_log_path"].rsplit("/", 1)[-1])
+    shown = task_results(run["out"], "Show where the results are")["amd-gfx942-1"]["msg"]
+    assert "nodes in the run: amd-gfx942-1" in shown
