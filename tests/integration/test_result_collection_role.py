@@ -69,7 +69,7 @@ def test_merges_every_node_and_names_the_ones_without_results(tmp_path):
                      "counts": {"SUCCESS": 11, "FAILURE": 7, "TIMEOUT": 0, "SKIPPED": 0},
                      "failed": ["dummy@node2", "dummy@node3", "dummy_multi@node3", "dummy2/model2@node3",
                                 "dummy@node4", "dummy_multi@node4", "dummy2/model2@node4"],
-                     "failed_total": 7, "missing_nodes": ["node3", "node4"],
+                     "failed_total": 7, "missing_nodes": ["node3", "node4"], "unreachable_nodes": [],
                      "verdicts": {"regressed": 0, "improved": 0, "unchanged": 0, "no baseline": 11},
                      "regressed": [], "regressed_total": 0,
                      "database": {"location": str(out / "history.sqlite"), "stored": True, "error": None},
