@@ -64,7 +64,8 @@ def report_task(module):
         if not params[name] or os.sep in params[name] or params[name] in (".", ".."):
             raise MadengineError("%s must be a plain file name, not %r." % (name, params[name]))
     report = _report.merge(params["results"], hosts=hosts, models=models, previous_rows=previous_rows,
-                           fill_missing=params["fill_missing"], rerun_statuses=tuple(params["rerun_statuses"]))
+                           fill_missing=params["fill_missing"], rerun_statuses=tuple(params["rerun_statuses"]),
+                           host_errors=params.get("host_errors"))
     for note in report.notes:
         module.warn(note)
     csv_bytes = report.to_csv()

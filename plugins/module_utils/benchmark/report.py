@@ -288,7 +288,8 @@ def require_pandas():
         raise MadengineError("The pandas Python library is needed on the controller to merge results.")
 
 
-def merge(results, hosts=None, models=None, previous_rows=None, fill_missing=True, rerun_statuses=RERUN_STATUSES):
+def merge(results, hosts=None, models=None, previous_rows=None, fill_missing=True, rerun_statuses=RERUN_STATUSES,
+          host_errors=None):
     """Merge every node's rows (with pandas) into one ordered table.
 
     ``hosts`` are the nodes expected to return rows (default: those in ``results``); a node with no
@@ -296,7 +297,8 @@ def merge(results, hosts=None, models=None, previous_rows=None, fill_missing=Tru
     row gets a FAILURE row saying so (``fill_missing``), and rows are ordered by model within a node.
     ``previous_rows`` (from a previous merged CSV) are carried over for the pairs the new results do
     not cover, which is how a re-run of failed pairs yields a complete table again; a node is then
-    missing only when the re-run plan (``rerun_statuses``) gave it something to run.
+    missing only when the re-run plan (``rerun_statuses``) gave it something to run. ``host_errors``
+    (node -> why it returned no rows) goes into the error of a missing node's FAILURE rows.
     """
     require_pandas()
     by_host, notes = normalise_results(results)
@@ -336,6 +338,8 @@ def merge(results, hosts=None, models=None, previous_rows=None, fill_missing=Tru
             for name in names:
                 if name not in have:
                     reason = (NO_RESULTS if host in missing_hosts else NO_ROW) % host
+                    if host in missing_hosts and (host_errors or {}).get(host):
+                        reason = "no results from node %s: %s" % (host, host_errors[host])
                     fresh.setdefault(host, []).append(make_row(model=name, host=host, status="FAILURE",
                                                                error=reason))
                     placeholders += 1
