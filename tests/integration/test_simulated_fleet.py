@@ -23,7 +23,7 @@ from conftest import BASE_IMAGE, MAIN_ENGINE, REGISTRY, SAMPLE_MAD, run_playbook
 from docker_helpers import delete_repositories
 from fleet_helpers import SCRIPT, fleet, leftovers, snapshot, ssh, up
 
-from ansible_collections.rocm.madengine.plugins.module_utils.host import gpu
+from ansible_collections.rocm.madengine.plugins.module_utils.host import gpu, hostfs
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -44,11 +44,8 @@ def detect(host_root, vendor="auto"):
         proc = subprocess.run(argv, capture_output=True, text=True, check=False)
         return proc.returncode, proc.stdout, proc.stderr
 
-    def find_tool(name, _extra_dirs=()):
-        return gpu.default_find_tool(name, [os.path.join(host_root, d) for d in ("usr/bin", "opt/rocm/bin")])
-
-    return gpu.detect(vendor, os.path.join(host_root, "sys"), os.path.join(host_root, "opt", "rocm"), runner,
-                      find_tool=find_tool)
+    host = hostfs.HostFs(host_root)
+    return gpu.detect(vendor, host, "/opt/rocm", runner)
 
 
 def docker_cli(host, *args):
