@@ -60,3 +60,16 @@ def vm_files(dirs):
 def read_csv(path):
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))
+
+
+def slowest_tasks(out, count=8):
+    """The ``count`` longest tasks of a json-callback run, as "<seconds> s <task>" (for the test's log)."""
+    from datetime import datetime
+
+    def seconds(task):
+        span = task["task"]["duration"]
+        return (datetime.fromisoformat(span["end"].rstrip("Z")) - datetime.fromisoformat(span["start"].rstrip("Z"))
+                ).total_seconds()
+
+    tasks = sorted(((seconds(t), t["task"]["name"]) for p in out["plays"] for t in p["tasks"]), reverse=True)
+    return ["%6.1f s %s" % entry for entry in tasks[:count]]
