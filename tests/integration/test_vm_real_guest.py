@@ -429,8 +429,8 @@ def test_a_seed_without_a_key_and_a_failed_docker_install_fail_their_nodes_with_
     assert "No package matching 'madengine-no-such-package' is available" in failed_install["msg"]
 
     rows = read_csv(faults["dirs"]["results"] / "perf.csv")
-    assert [(r["host"], r["model"], r["status"]) for r in rows] == [(KEPT, "dummy", "FAILURE"),
-                                                                     (PLAIN, "dummy", "FAILURE")]
+    assert [(r["host"], r["model"], r["status"]) for r in rows] == [
+        (KEPT, "dummy", "FAILURE"), (PLAIN, "dummy", "FAILURE")]
     errors = dict((r["host"], flat(r["error"])) for r in rows)
     assert errors[KEPT].startswith("no results from node %s: %s: VM %s of %s is unreachable" % (
         KEPT, REACH, vm_name(KEPT), KEPT)) and "no authorized SSH keys" in errors[KEPT], errors[KEPT]

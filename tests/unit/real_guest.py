@@ -227,7 +227,6 @@ def build_engine(base, registries):
         engine.destroy()
 
 
-
 def vm_mode_vars(key_file, uri="qemu:///system"):
     """The VM-mode variables every node shares: a CPU-only guest of 2 vCPUs and 2 GiB, reached with ``key_file``."""
     return {

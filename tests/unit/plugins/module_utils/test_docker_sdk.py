@@ -43,8 +43,8 @@ def test_an_sdk_with_the_http_libraries_it_was_made_for_is_accepted(sdk, request
      "the Docker SDK for Python 6.1.3 does not work with requests 2.32.3 (2.32 or later) beside it; docker>=7.1.0 "
      "does"),
 ])
-def test_an_sdk_that_cannot_drive_the_engine_is_named_with_the_library_it_clashes_with(sdk, requests, urllib3,
-                                                                                          message):
+def test_an_sdk_that_cannot_drive_the_engine_is_named_with_the_library_it_clashes_with(
+        sdk, requests, urllib3, message):
     assert sdk_problem(sdk, requests, urllib3) == message
 
 
