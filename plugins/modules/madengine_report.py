@@ -113,6 +113,12 @@ options:
       - Add a C(FAILURE) row for every expected (model, node) pair without a row. Needs O(models).
     type: bool
     default: true
+  host_errors:
+    description:
+      - Why a node returned no rows, by node (the role passes each node's C(madengine_node_error)); the reason goes
+        into the C(error) of that node's C(FAILURE) rows. Empty values are ignored.
+    type: dict
+    default: {}
   unreachable:
     description:
       - Nodes that became unreachable during the run, each with the time it was noticed (UTC, ISO 8601). Their
@@ -534,6 +540,7 @@ def main():
             title=dict(type="str", default="madengine results"),
             run_id=dict(type="str"),
             fill_missing=dict(type="bool", default=True),
+            host_errors=dict(type="dict", default={}),
             unreachable=dict(type="dict", default={}),
             previous_csv=dict(type="path"),
             rerun_statuses=dict(type="list", elements="str", choices=["FAILURE", "TIMEOUT", "SKIPPED"],

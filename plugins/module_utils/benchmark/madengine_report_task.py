@@ -121,7 +121,7 @@ def report_task(module):
     report = _report.merge(params["results"], hosts=hosts, models=models, previous_rows=previous_rows,
                            fill_missing=params["fill_missing"], rerun_statuses=tuple(params["rerun_statuses"]),
                            assignments=params.get("assignments") or None, matrix=matrix,
-                           unreachable=params["unreachable"])
+                           host_errors=params.get("host_errors"), unreachable=params["unreachable"])
     for note in report.notes:
         module.warn(note)
     _report.logs_at_home(report.rows, params["output_dir"])

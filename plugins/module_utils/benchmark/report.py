@@ -273,7 +273,7 @@ def expected_pairs(assignments, hosts, names):
 
 
 def merge(results, hosts=None, models=None, previous_rows=None, fill_missing=True, rerun_statuses=RERUN_STATUSES,
-          assignments=None, matrix="all", unreachable=None):
+          assignments=None, matrix="all", host_errors=None, unreachable=None):
     """Merge every node's rows (with pandas) into one ordered table.
 
     ``hosts`` are the nodes expected to return rows (default: those in ``results``); a node with no
@@ -284,6 +284,7 @@ def merge(results, hosts=None, models=None, previous_rows=None, fill_missing=Tru
     ``previous_rows`` (from a previous merged CSV) are carried over for the pairs the new results do
     not cover, which is how a re-run of failed pairs yields a complete table again; a node is then
     missing only when the re-run plan (``rerun_statuses``, ``matrix``) gave it something to run.
+    ``host_errors`` (node -> why it returned no rows) goes into the error of a missing node's FAILURE rows.
     ``unreachable`` maps the nodes lost during the run to the time: their missing pairs say so.
     """
     require_pandas()
@@ -327,8 +328,11 @@ def merge(results, hosts=None, models=None, previous_rows=None, fill_missing=Tru
             have = set(pairs.base(row["model"]) for row in fresh.get(host, ()))
             for name in expected.get(host, ()):
                 if name not in have:
-                    reason = (UNREACHABLE % (host, lost[host]) if host in lost
-                              else (NO_RESULTS if host in missing_hosts else NO_ROW) % host)
+                    reason = (NO_RESULTS if host in missing_hosts else NO_ROW) % host
+                    if host in missing_hosts and (host_errors or {}).get(host):
+                        reason = "no results from node %s: %s" % (host, host_errors[host])
+                    if host in lost:
+                        reason = UNREACHABLE % (host, lost[host])
                     fresh.setdefault(host, []).append(make_row(model=name, host=host, status="FAILURE",
                                                                error=reason))
                     placeholders += 1
