@@ -239,13 +239,15 @@ def test_a_node_that_cannot_install_the_sdk_fails_naming_node_and_package(ssh_fl
     playbook = tmp_path / "setup.yml"
     playbook.write_text("- hosts: amd-gfx942-1\n  gather_facts: false\n  roles: [rocm.madengine.docker_setup]\n")
     rc, parsed, log = run_playbook(str(playbook), inventory=ssh_fleet["inventory"],
-                                   extra_vars={"docker_setup_sdk_min_version": "999.0"}, timeout=600)
+                                   extra_vars={"docker_setup_sdk_min_version": "999.0",
+                                               "docker_setup_sdk_requirement": "docker>=999.0"}, timeout=600)
     assert rc == 2 and parsed is not None, log
     failed = task_results(parsed, "Name the node and the package that could not be installed")["amd-gfx942-1"]
     assert failed["failed"] and failed["msg"].startswith(
         "amd-gfx942-1: cannot install the Python package docker>=999.0 (the Docker SDK, at least 999.0) for "
-        "/usr/bin/python3, which has Docker SDK 7."), failed["msg"]
-    assert "No matching distribution found for docker>=999.0" in failed["msg"] or "pip" in failed["msg"]
+        "/usr/bin/python3, which has "), failed["msg"]
+    reason = failed["msg"].split("Install the Docker SDK with pip for the node's Python: ", 1)[1]
+    assert "docker>=999.0" in reason, failed["msg"]  # pip's own words: no such version
 
 
 # ---- 5. a --limit to one SSH node ------------------------------------------------------------------------
