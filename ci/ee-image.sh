@@ -164,7 +164,7 @@ if [ "$BASE_ONLY" = 1 ]; then echo "$BASE_IMAGE"; exit 0; fi
 
 # ---- the EE ---------------------------------------------------------------------------------------
 if [ -z "$TARBALL" ]; then
-  TARBALL=$("$HERE/install-collection.sh" "$WORK/installed" "$WORK/dist")
+  TARBALL=$("$HERE/install-collection.sh" "$WORK/installed" "$WORK/dist" 2>>"$LOG_DIR/ee-build.log")
 fi
 [ -f "$TARBALL" ] || die "no collection tarball at $TARBALL"
 BUILD_ARGS=(--build-arg "EE_BASE_IMAGE=$BASE_IMAGE" --build-arg "PYCMD=$VENV/bin/python3"
@@ -184,7 +184,7 @@ else
   start=$SECONDS
   # --network=host: containers on the main engine's default bridge have no NAT here (PyPI, Debian's mirror)
   (cd "$WORK/ee" && "$MADCI_VENV/bin/ansible-builder" build --file execution-environment.yml \
-      --context "$WORK/context" --tag "$EE_IMAGE" --container-runtime docker --verbosity 2 \
+      --context "$WORK/context" --tag "$EE_IMAGE" --container-runtime docker --verbosity 3 \
       "${BUILD_ARGS[@]}" --extra-build-cli-args="--network=host --label org.rocm.madengine.ee=$EE_VERSION") \
     >"$LOG_DIR/ee-build.log" 2>&1 \
     || { tail -40 "$LOG_DIR/ee-build.log" >&2; die "ansible-builder build failed (log: $LOG_DIR/ee-build.log)"; }
