@@ -212,5 +212,6 @@ def test_the_registry_credential_reached_the_build_and_nowhere_else(job):
     run_job = job["job"]
     (build,) = run_job.task_events("Build and push the images, write the manifest")
     assert build["event_data"]["host"] == "localhost"
-    assert build["event_data"]["res"]["invocation"]["module_args"]["credentials"] == "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
+    arguments = build["event_data"]["res"]["invocation"]["module_args"]
+    assert arguments["credentials"] == "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
     no_secret_anywhere(run_job, job["results"])

@@ -16,9 +16,9 @@ import sys
 
 import pytest
 import yaml
-from packaging.version import Version
 from conftest import COLLECTION_DIR, ansible_env
 from ee_image import ee_image, run_in
+from packaging.version import Version
 
 BIN = os.path.dirname(sys.executable)
 

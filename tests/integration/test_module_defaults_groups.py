@@ -49,7 +49,7 @@ def documented_groups():
     table = dict((group, (re.findall(r"`(\w+)`", modules), re.findall(r"`(\w+)`", options)))
                  for group, modules, options in rows)
     # "the docker group's modules / options" rows refer to another row
-    for group, (modules, options) in list(table.items()):
+    for group, (modules, _options) in list(table.items()):
         if len(modules) == 1 and modules[0] in table and modules[0] != group:
             table[group] = table[modules[0]]
     return table
@@ -132,7 +132,8 @@ def test_docker_host_on_the_madengine_group_reaches_only_the_docker_modules(tmp_
 
     # the same defaults on the catalogue group reach madengine_discover, which refuses them: groups are
     # only as wide as the options they share
-    playbook.write_text(playbook.read_text().replace("group/rocm.madengine.madengine", "group/rocm.madengine.catalogue"))
+    playbook.write_text(playbook.read_text().replace("group/rocm.madengine.madengine",
+                                                     "group/rocm.madengine.catalogue"))
     rc, out, log = run_playbook(playbook, check=True, args=("-c", "local"))
     assert rc != 0
     failed = task_results(out, "Discover")["localhost"]
