@@ -53,8 +53,8 @@ def spec_of(variable):
 
 def as_role_reads(spec, value):
     """A sent value as the role's argument validation turns it (str "true" to True, "3" to 3, ...)."""
-    validator = ArgumentSpecValidator({"v": dict((k, v) for k, v in spec.items() if k in ("type", "choices",
-                                                                                              "elements"))})
+    shape = dict((k, v) for k, v in spec.items() if k in ("type", "choices", "elements"))
+    validator = ArgumentSpecValidator({"v": shape})
     result = validator.validate({"v": value})
     assert not result.error_messages, result.error_messages
     return result.validated_parameters["v"]

@@ -66,11 +66,11 @@ def survey_errors(question, data):
             return ["%s: %r is not a string" % (name, value)]
         return _bounded(question, len(value), int)
     if kind == "integer":
-        if type(value) is not int:
+        if isinstance(value, bool) or not isinstance(value, int):  # AWX: exactly an int
             return ["%s: %r is not an integer" % (name, value)]
         return _bounded(question, value, int)
     if kind == "float":
-        if type(value) not in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
             return ["%s: %r is not a number" % (name, value)]
         return _bounded(question, value, float)
     if kind == "multiplechoice":
