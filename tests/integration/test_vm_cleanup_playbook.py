@@ -15,7 +15,7 @@ import libvirt
 import pytest
 import yaml
 from conftest import COLLECTION_DIR, run_playbook, task_results
-from vm_helpers import ensure_libvirtd
+from vm_helpers import libvirt_session, vm_name
 
 pytestmark = [pytest.mark.libvirtd, pytest.mark.slow]
 
@@ -31,21 +31,10 @@ DOMAIN_XML = """<domain type='qemu'><name>{name}</name><memory unit='MiB'>64</me
   <os><type arch='x86_64'>hvm</type></os></domain>"""
 
 
-def vm_name(node):
-    return "madengine-vm-" + node
-
-
 @pytest.fixture(scope="module")
 def conn():
-    ensure_libvirtd(URI)
-    handle = libvirt.open(URI)
-    yield handle
-    for node in (LEFT, CLEAN):
-        try:
-            handle.lookupByName(vm_name(node)).undefine()
-        except libvirt.libvirtError:
-            pass
-    handle.close()
+    with libvirt_session(URI, "madengine-vm-vmc%s" % SESSION) as handle:
+        yield handle
 
 
 def inventory(tmp_path):
