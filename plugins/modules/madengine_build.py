@@ -140,6 +140,12 @@ options:
         C(data_providers).
       - Default C(<mad_root>/data.json) when that file exists.
     type: path
+  summary_output:
+    description:
+      - Also write the build summary in madengine's C(--summary-output) shape to this JSON file (not in check mode),
+        that is the manifest's C(summary) with C(successful_builds), C(failed_builds), C(total_build_time),
+        C(successful_pushes) and C(failed_pushes).
+    type: path
   log_dir:
     description:
       - Directory of the build logs C(<model>_<dockerfile stem>.build.live.log).
@@ -278,6 +284,18 @@ models:
   type: list
   elements: str
   sample: [dummy, dummy2/model1]
+catalogue_files:
+  description:
+    - The files of the catalogue the runs need beside the images, for M(rocm.madengine.madengine_run)'s
+      C(catalogue_files) - C(scripts/common) whole when the context names C(tools), C(pre_scripts) or
+      C(post_scripts), those scripts, and the C(custom) data provider scripts of the selected models' data - as
+      relative path to C(content) (base64) and C(mode); null when the runs need none.
+  returned: success
+  type: dict
+  sample:
+    scripts/data/fetch.sh:
+      content: IyEvYmluL2Jhc2gKZWNobyBoaQo=
+      mode: 493
 data_providers:
   description: The content of the data.json of O(data_config), or null when there is none.
   returned: success
@@ -417,6 +435,7 @@ def main():
         run_id=dict(type="str", default=""),
         data_config=dict(type="path"),
         log_dir=dict(type="path"),
+        summary_output=dict(type="path"),
         rebuild=dict(type="str", choices=["never", "always"], default="never"),
         target_archs=dict(type="list", elements="str", default=[]),
         pull=dict(type="bool", default=True),

@@ -18,6 +18,16 @@ description:
   - The model's script runs as the container's command, from the scripts baked into the image at
     C(/madengine/scripts) (C(.sh) with bash, C(.py) with python3, a directory's C(run.sh)), with its C(args).
     The node needs no MAD checkout.
+  - A model that needs more runs as madengine runs it, in its workspace C(/myworkspace) of the container, through a
+    shell script of steps (C(sh /madengine/run/steps.sh)) - when it has a C(url) (cloned into
+    C(/myworkspace/<repository>) with its C(cred), user and password over HTTPS or a key over SSH, the commit in
+    C(git_commit)), when the context names C(tools), C(pre_scripts) or C(post_scripts) (a tool's pre-scripts, the
+    context's pre-scripts, the model, the context's post-scripts, the tool's post-scripts, in the model directory,
+    with the tools' environment and their commands in front of the model's), when its data is downloaded (C(custom)
+    scripts, C(nas)), with O(sys_env_details), O(keep_model_dir) or O(keep_alive).  The files the steps leave in
+    C(/myworkspace) (madengine's C(*_output.csv), C(*_trace.csv), C(library_trace.csv), tool output directories)
+    are copied to the node beside the run log, into C(<log name>.outputs/), and named in the row's
+    C(output_files); the C(<model>_env.csv) of O(sys_env_details) goes to O(results_dir).
   - GPUs are detected from sysfs (AMD KFD topology and PCI devices) and from C(amd-smi), C(rocm-smi) or
     C(nvidia-smi) when installed. AMD containers get C(/dev/kfd) and the render nodes of their GPUs, the
     node's C(video) and C(render) groups, C(seccomp=unconfined), C(SYS_PTRACE) and the host IPC namespace;
@@ -84,10 +94,11 @@ options:
     description:
       - madengine additional context for the run, as a dict or a string holding a JSON object or Python dict
         literal. Its keys override the manifest's C(context) (shallow merge).
-      - Run-time keys are C(docker_env_vars), C(docker_mounts), C(docker_gpus), C(docker_cpus), C(gpus_per_node)
-        (also C(n_gpus), C(gpu_count), C(num_gpus), C(ngpus)), C(model_args), C(encapsulate_script), C(timeout),
-        C(data), C(guest_os), C(MAD_ROCM_PATH), C(log_error_pattern_scan), C(log_error_patterns),
-        C(log_error_benign_patterns).
+      - Run-time keys are C(docker_env_vars), C(docker_mounts), C(docker_gpus) (a list such as C(0-3,6), or
+        C(all)), C(docker_cpus), C(gpus_per_node) (also C(n_gpus), C(gpu_count), C(num_gpus), C(ngpus)), C(model_args),
+        C(encapsulate_script), C(tools), C(pre_scripts), C(post_scripts), C(timeout), C(timeout_multiplier) (the
+        timeout is multiplied by it), C(gen_sys_env_details), C(rocenv_mode), C(data), C(guest_os),
+        C(MAD_ROCM_PATH), C(log_error_pattern_scan), C(log_error_patterns), C(log_error_benign_patterns).
       - C(docker_gpus) and C(docker_cpus) describe one machine, so the manifest's values (the build host's) are
         ignored with a warning; give them here.
     type: raw
@@ -137,10 +148,41 @@ options:
     default: missing
   keep_alive:
     description:
-      - Keep each model's stopped container instead of removing it (to inspect it with C(docker logs),
-        C(docker cp) or C(docker commit)). Remove them yourself afterwards.
+      - Leave each model's container running after its run, with its workspace and model directory, to enter it
+        with C(docker exec -it <name> bash); the task warns with that command and RV(runs) gives it as C(enter).
+        Remove the containers yourself afterwards (C(docker rm -f <name>)).
     type: bool
     default: false
+  keep_model_dir:
+    description:
+      - Copy each model's directory in the container (C(run_directory), or the clone of its C(url)) to the node
+        after the run, into C(<log name>.outputs/), as madengine leaves it in its working directory.
+        The container is removed as usual.
+    type: bool
+    default: false
+  sys_env_details:
+    description:
+      - Write the system environment details of each model's container (OS, CPU, memory, and the GPU, ROCm and CUDA
+        parts when their tools are in the image) to C(<results_dir>/<model>_env.csv), in madengine's format.
+      - When not set, the context's C(gen_sys_env_details) decides (C(rocenv_mode) C(full) adds hardware sections);
+        off when neither is set.
+    type: bool
+  tools_config:
+    description:
+      - madengine's C(tools.json) on the node (its C(--tools-config)). Default the catalogue's
+        C(scripts/common/tools.json) (from O(mad_root) or O(catalogue_files)), else the collection's own.
+    type: path
+  catalogue_files:
+    description:
+      - Files of the catalogue the runs need beside the images (C(scripts/common), pre/post-scripts, C(custom)
+        data scripts), as RV(rocm.madengine.madengine_build#module:catalogue_files) returns them, so that the node
+        needs no MAD checkout. O(mad_root) wins for a file it has.
+    type: dict
+  summary_output:
+    description:
+      - Also write the run summary in madengine's C(--summary-output) shape (C(successful_runs), C(failed_runs),
+        C(total_runs), C(session_start_row), C(session_row_count)) to this JSON file.
+    type: path
   skip_model_run:
     description:
       - Take every image as O(pull) says and plan its container, but run nothing; every model gets a C(SKIPPED) row.
@@ -196,9 +238,10 @@ options:
   data_config:
     description:
       - madengine C(data.json) with the data providers of the models' C(data) names.
-      - Only C(local) providers (mounted read-only unless C(readwrite)) and pre-staged mirrors of other providers
-        (C(<mirrorlocal>/<data name>), mounted read-write) are served; a model whose data needs a download fails
-        with the reason.
+      - C(local) providers are mounted (read-only unless C(readwrite)); C(custom) scripts run in the container before
+        the model; C(nas) data is copied with rsync over SSH in the container (the image needs C(rsync) and C(ssh));
+        C(minio) and C(aws) are served from a mirror only. A mirror (C(<mirrorlocal>/<data name>)) is mounted
+        read-write, filled by the download and reused by the next run.
     type: path
   data_providers:
     description:
@@ -231,9 +274,7 @@ notes:
   - Progress is not streamed by a module. Calling the module once per model (a loop over the model names with
     O(tags) set to the item, one O(run_id) and one O(output)) shows one line per model as the play runs;
     RV(runs) gives each model's timings.
-  - Data providers that download (custom scripts, MinIO, NAS, S3) and models with a C(url) to clone inside
-    the container are not supported; context keys C(tools), C(pre_scripts) and C(post_scripts) are ignored
-    with a warning.
+  - Downloads from MinIO and S3 are not done; such data must be in a mirror.
   - Unlike madengine, a manifest is never rewritten, FAILURE rows carry the reason in C(error), failed builds
     recorded in the manifest become FAILURE rows, and an image that cannot be pulled fails its model instead
     of silently running a stale local copy.
@@ -280,6 +321,17 @@ EXAMPLES = r"""
     pull_only: true
   throttle: 8
 
+- name: Profile the models with rocprofv3 and keep their model directories; tool outputs land beside the logs
+  rocm.madengine.madengine_run:
+    manifest: "{{ build.manifest }}"
+    catalogue_files: "{{ build.catalogue_files }}"
+    additional_context:
+      tools:
+        - name: rocprofv3
+      gen_sys_env_details: true
+    keep_model_dir: true
+    results_dir: /srv/results
+
 - name: Plan the containers without running them
   rocm.madengine.madengine_run:
     manifest_path: /srv/results/build_manifest.json
@@ -302,7 +354,8 @@ results:
       C(data_provider_type), C(data_size), C(data_download_duration), C(build_number),
       C(additional_docker_run_options)), then C(host), C(image_digest), C(gpu_product), C(gpu_ids),
       C(driver_version), C(rocm_version), C(cuda_version), C(start_time), C(end_time), C(exit_code), C(run_id),
-      C(log_path), C(vm_id), C(error), then the extra columns of multiple_results CSVs. Every value is a string.
+      C(log_path), C(output_files), C(vm_id), C(error), then the extra columns of multiple_results CSVs. Every value
+      is a string.
     - C(status) is C(SUCCESS), C(FAILURE), C(TIMEOUT) or C(SKIPPED); C(error) says why for the last three.
     - Empty in check mode.
   returned: always
@@ -358,7 +411,9 @@ runs:
       C(security_opt), C(ipc_mode), C(network_mode), C(labels), ... and C(docker_run), the equivalent command
       line), or null when none is planned.
     - After a run also C(status), C(image_digest), C(pulled), C(exit_code), C(start_time), C(end_time), C(rows),
-      C(kept) and C(timings) (seconds C(image), C(run), C(total)).
+      C(kept), C(enter) (the command to enter a container kept running), C(output_files) and C(timings) (seconds
+      C(image), C(run), C(total)); C(steps) (C(clone), C(pre_scripts), C(post_scripts), C(model_dir), C(command))
+      for a model run through steps.
   returned: always
   type: list
   elements: dict
@@ -379,6 +434,11 @@ gpu:
     cuda_version: ""
     gpus: []
     notes: []
+summary_output:
+  description: The file the madengine-shaped run summary was written to.
+  returned: when O(summary_output) is set and models ran
+  type: str
+  sample: /srv/results/run_summary.json
 run_id:
   description: The run's identifier.
   returned: always
@@ -439,6 +499,11 @@ def main():
         append=dict(type="bool", default=True),
         pull=dict(type="str", choices=["always", "missing", "never"], default="missing"),
         keep_alive=dict(type="bool", default=False),
+        keep_model_dir=dict(type="bool", default=False),
+        sys_env_details=dict(type="bool"),
+        tools_config=dict(type="path"),
+        catalogue_files=dict(type="dict"),
+        summary_output=dict(type="path"),
         skip_model_run=dict(type="bool", default=False),
         pull_only=dict(type="bool", default=False),
         disable_skip_gpu_arch=dict(type="bool", default=False),

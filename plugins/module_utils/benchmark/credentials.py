@@ -22,6 +22,7 @@ Ansible would then mask everywhere in the results).
 
 from __future__ import annotations
 
+import json
 import os
 
 from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError, leaf_values, load_json_file
@@ -32,7 +33,7 @@ DOCKERHUB_ENV = (("MAD_DOCKERHUB_USER", "username"), ("MAD_DOCKERHUB_PASSWORD", 
 MAD_SECRETS_MARKER = "MAD_SECRETS"
 _SECRET_FIELD_MARKERS = ("PASSWORD", "TOKEN", "SECRET", "KEY")
 # Fields that name an account or a place, not a secret: masked wherever they appear, they would garble results.
-PUBLIC_FIELDS = ("username", "user", "repository", "repo")
+PUBLIC_FIELDS = ("username", "user", "repository", "repo", "name", "host", "port", "ssh_key_file")
 
 
 def document_secrets(document):
@@ -86,6 +87,7 @@ class Credentials(object):
             merged.update(overrides)
             self.entries["dockerhub"] = merged
         self.env_secrets = dict((k, v) for k, v in environ.items() if MAD_SECRETS_MARKER in k and v)
+        self.environ_nas = environ.get("NAS_NODES")
 
     @classmethod
     def load(cls, path=None, environ=None, document=None):
@@ -168,6 +170,21 @@ class Credentials(object):
                                      % (cred, model.get("name"), self._where(), key))
             args["%s_%s" % (cred, str(key).upper())] = str(value)
         return args
+
+    def nas_nodes(self):
+        """madengine's NAS_NODES: the environment variable (a JSON list) over the credential entry; [] if none."""
+        nodes = self.entries.get("NAS_NODES")
+        if self.environ_nas:
+            try:
+                nodes = json.loads(self.environ_nas)
+            except ValueError as exc:
+                raise MadengineError("The environment variable NAS_NODES is not a JSON list: %s." % exc)
+        if nodes in (None, ""):
+            return []
+        if not isinstance(nodes, list) or not all(isinstance(n, dict) for n in nodes):
+            raise MadengineError("NAS_NODES of %s must be a list of {NAME, HOST, PORT, USERNAME, PASSWORD} objects."
+                                 % self._where())
+        return nodes
 
     def secret_values(self, models=(), extra=()):
         """Values to keep out of every log and result: passwords, the selected models' cred entries,

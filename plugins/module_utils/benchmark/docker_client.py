@@ -684,6 +684,31 @@ class DockerClient(object):
                     return handle.read() if handle is not None else None
         return None
 
+    def running(self, container):
+        """True while ``container`` runs (False when it stopped or is gone)."""
+        try:
+            return bool(((self.api.inspect_container(container) or {}).get("State") or {}).get("Running"))
+        except NotFound:
+            return False
+        except (APIError, RequestException) as exc:
+            raise DockerError("Inspecting container %s failed: %s." % (container[:12], _error_text(exc)))
+
+    def copy_from(self, container, path, fileobj, limit=4 << 30):
+        """Write the tar of ``path`` in a (possibly stopped) container to ``fileobj``; False when it is not there."""
+        try:
+            stream, _stat = self.api.get_archive(container, path)
+            written = 0
+            for chunk in stream:
+                written += len(chunk)
+                if written > limit:
+                    raise DockerError("%s of container %s holds more than %d bytes." % (path, container[:12], limit))
+                fileobj.write(chunk)
+        except NotFound:
+            return False
+        except (APIError, RequestException) as exc:
+            raise DockerError("Reading %s from container %s failed: %s." % (path, container[:12], _error_text(exc)))
+        return True
+
     def containers(self, label):
         """Summaries of every container (running or not) carrying ``label``."""
         try:

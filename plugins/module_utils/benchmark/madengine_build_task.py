@@ -56,7 +56,13 @@ from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.manifest 
     write_if_changed,
 )
 from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.run_id import resolve_run_id
-from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError, absolute_paths, mask_only
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.tools import collect_files
+from ansible_collections.rocm.madengine.plugins.module_utils.common import (
+    MadengineError,
+    absolute_paths,
+    atomic_write_json,
+    mask_only,
+)
 
 MANIFEST_NAME = "build_manifest.json"
 DATA_NAME = "data.json"
@@ -189,9 +195,12 @@ class BuildTask(object):
             manifest_changed = would_change(manifest_path, manifest)
         else:
             manifest_changed = write_if_changed(manifest_path, manifest)
+        if params.get("summary_output") and not self.check_mode:
+            prepare_output(params["summary_output"], "summary_output")
+            atomic_write_json(params["summary_output"], manifest["summary"])
         return self.result(outcomes, failures, manifest, manifest_path, manifest_changed, {
             "run_id": run_id, "selected": selected, "models": image_models(manifest, selected),
-            "data_providers": providers})
+            "data_providers": providers, "catalogue_files": collect_files(mad_root, ctx, selected, providers)})
 
     def selected_models(self, mad_root):
         """The models to build: the ``models`` option, or what ``tags`` select from the catalogue."""

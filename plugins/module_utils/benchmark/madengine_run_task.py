@@ -34,16 +34,21 @@ from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.manifest 
     load_manifest,
     prepare_output,
 )
-from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.rows import STATUSES, write_csv
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.rows import STATUSES, read_csv, write_csv
 from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.run import Executor
 from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.run_id import resolve_run_id
 from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.run_plan import (
-    UNSUPPORTED_CONTEXT_KEYS,
     Planner,
     RunSettings,
     select_runs,
 )
-from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError, absolute_paths, mask_only
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.tools import CatalogueFiles
+from ansible_collections.rocm.madengine.plugins.module_utils.common import (
+    MadengineError,
+    absolute_paths,
+    atomic_write_json,
+    mask_only,
+)
 from ansible_collections.rocm.madengine.plugins.module_utils.host.gpu import detect, rocm_root
 from ansible_collections.rocm.madengine.plugins.module_utils.host.hostfs import HostFs
 
@@ -123,6 +128,20 @@ class CsvAppender(object):
             os.close(fd)
 
 
+def madengine_summary(runs, rows, start_row):
+    """The run summary in madengine's shape (its ``--summary-output`` of a run)."""
+    successful, failed = [], []
+    for run in runs:
+        for row in run.rows:
+            if row["status"] in ("SUCCESS", "SKIPPED"):
+                successful.append({"model": row["model"], "image": run.key, "status": row["status"],
+                                   "performance": row["performance"], "duration": row["test_duration"]})
+            else:
+                failed.append({"model": row["model"], "image": run.key, "status": row["status"], "error": row["error"]})
+    return {"successful_runs": successful, "failed_runs": failed, "total_runs": len(successful) + len(failed),
+            "session_start_row": start_row, "session_row_count": len(rows)}
+
+
 def summarise(runs, rows, run_id, node, perf_csv, started):
     counts = dict((status, 0) for status in STATUSES)
     for row in rows:
@@ -195,8 +214,9 @@ class RunTask(object):
         if not runs:
             raise MadengineError("%s%s holds no image to run." % (source[0].upper(), source[1:]))
         models = [r.model for r in runs]
-        self.secrets = credentials.secret_values(models)
-        self.module.no_log_values.update(credentials.no_log_values(models))
+        nas_passwords = [str(n.get("PASSWORD")) for n in credentials.nas_nodes() if n.get("PASSWORD")]
+        self.secrets = credentials.secret_values(models, extra=nas_passwords)
+        self.module.no_log_values.update(credentials.no_log_values(models, extra=nas_passwords))
 
         host = HostFs(params.get("host_root") or "/", sys_dir=params.get("sysfs_root"), dev_dir=params.get("dev_root"))
         gpu = self.detect_gpus(ctx, host)
@@ -207,13 +227,17 @@ class RunTask(object):
         settings = RunSettings(
             run_id=run_id, results_dir=results_dir, timeout=timeout, pull=params.get("pull"),
             keep_alive=params.get("keep_alive"), skip_model_run=params.get("skip_model_run"),
+            keep_model_dir=params.get("keep_model_dir"), sys_env_details=params.get("sys_env_details"),
+            tools_config=params.get("tools_config"),
             disable_skip_gpu_arch=params.get("disable_skip_gpu_arch"), node_name=params.get("node_name"),
             deployment_type=params.get("deployment_type"), vm_id=params.get("vm_id"), dev_root=host.path("dev"),
             mad_root=mad_root, force_mirror_local=params.get("force_mirror_local"), environ=self.environ)
-        planner = Planner(ctx, gpu, settings, credentials, providers, data_source)
+        files = CatalogueFiles(mad_root, params.get("catalogue_files"))
+        planner = Planner(ctx, gpu, settings, credentials, providers, data_source, files=files)
         runs = [planner.plan(r) for r in planner.fit(runs)]
         result = {"run_id": run_id, "gpu": gpu.as_dict(), "perf_csv": output, "filtered": planner.filtered}
-        executor = Executor(None, settings, gpu, credentials, secrets=self.secrets, progress=self.module.debug)
+        executor = Executor(None, settings, gpu, credentials, secrets=self.secrets, progress=self.module.debug,
+                            warn=self.warn)
         if params.get("pull_only"):
             return self.pull_only(runs, executor, result)
         missing = planner.missing_devices(runs)
@@ -229,8 +253,14 @@ class RunTask(object):
                                     settings.dev_root))
         check_directory(settings.results_dir, "results_dir")
         prepare_output(output, "output")
-        return self.finish(result, runs, self.execute(runs, executor, CsvAppender(output, params.get("append", True))),
-                           settings)
+        append = params.get("append", True)
+        start_row = len(read_csv(output)[1]) if append else 0
+        rows = self.execute(runs, executor, CsvAppender(output, append))
+        if params.get("summary_output"):
+            prepare_output(params["summary_output"], "summary_output")
+            atomic_write_json(params["summary_output"], madengine_summary(runs, rows, start_row))
+            result["summary_output"] = params["summary_output"]
+        return self.finish(result, runs, rows, settings)
 
     def context(self, manifest, source):
         """The manifest's context without the build host's node keys, overridden by this run's context."""
@@ -245,11 +275,7 @@ class RunTask(object):
                     self.warn("The context key '%s' (%s) of %s describes the build host and is ignored; give it in "
                               "additional_context to set it for this node." % (key, value, source))
         ctx.update(run_ctx)
-        ctx = normalise_context(ctx, "the context of %s%s" % (source, (" and " + run_source) if run_ctx else ""))
-        for key in UNSUPPORTED_CONTEXT_KEYS:
-            if ctx.get(key):
-                self.warn("Context key '%s' is not supported by madengine_run and is ignored." % key)
-        return ctx
+        return normalise_context(ctx, "the context of %s%s" % (source, (" and " + run_source) if run_ctx else ""))
 
     def data(self, ctx, mad_root):
         """The data providers and a phrase naming where they come from."""

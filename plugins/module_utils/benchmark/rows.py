@@ -43,6 +43,7 @@ PROVENANCE_COLUMNS = (
     "exit_code",       # of the model script; empty when it never ran
     "run_id",          # one id per madengine_run invocation
     "log_path",        # the model run's log on the node
+    "output_files",    # files the run left (tool outputs, env CSV, kept model dir) on the node, comma-separated
     "vm_id",           # libvirt domain uuid in VM mode
     "error",           # short reason for FAILURE, TIMEOUT and SKIPPED rows
 )

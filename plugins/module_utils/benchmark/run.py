@@ -16,11 +16,15 @@ container, and the container is removed.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import tarfile
+import tempfile
 import threading
 import time
 
 from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.docker_client import (
+    DEFAULT_DOCKER_HOST,
     DockerError,
     WaitTimeout,
     scrub,
@@ -33,25 +37,42 @@ from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.perf impo
 )
 from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.rows import COLUMNS, make_row
 from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.run_plan import tags_text
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.sysenv import ENV_SUFFIX
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.workspace import (
+    WORKSPACE,
+    StepLog,
+    public_url,
+    safe_members,
+)
 from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError, utc_now
 
 
 class _LogPump(threading.Thread):
-    """Copies a container's output into its log file, line by line, masking secrets and scanning."""
+    """Copies a container's output into its log file, line by line, masking secrets and scanning.
 
-    def __init__(self, stream, handle, scanner, secrets):
+    With ``steps`` (a workspace.StepLog) the step markers are read as they come and only the model's own
+    output is scanned.
+    """
+
+    def __init__(self, stream, handle, scanner, secrets, steps=None):
         threading.Thread.__init__(self, name="madengine-log")
         self.daemon = True
         self.stream = stream
         self.handle = handle
         self.scanner = scanner
         self.secrets = secrets
+        self.steps = steps
         self.error = None
 
     def _emit(self, raw):
+        if self.handle.closed:  # a container kept running outlives its log file
+            return
         text = scrub(raw.decode("utf-8", "replace"), self.secrets)
         self.handle.write(text)
-        self.scanner.feed(text)
+        if self.steps is None:
+            self.scanner.feed(text)
+        elif not self.steps.feed(text) and self.steps.in_model:
+            self.scanner.feed(text)
 
     def run(self):
         pending = b""
@@ -61,25 +82,28 @@ class _LogPump(threading.Thread):
                 while b"\n" in pending:
                     line, pending = pending.split(b"\n", 1)
                     self._emit(line + b"\n")
-                self.handle.flush()
+                if not self.handle.closed:
+                    self.handle.flush()
             if pending:
                 self._emit(pending + b"\n")
         except Exception as exc:  # pylint: disable=broad-except
             self.error = exc
         finally:
-            self.handle.flush()
+            if not self.handle.closed:
+                self.handle.flush()
 
 
 class Executor(object):
     """Runs planned ModelRuns through a DockerClient and fills their rows."""
 
-    def __init__(self, client, settings, gpu, credentials, secrets=(), progress=None):
+    def __init__(self, client, settings, gpu, credentials, secrets=(), progress=None, warn=None):
         self.client = client
         self.settings = settings
         self.gpu = gpu
         self.credentials = credentials
         self.secrets = list(secrets)
         self.progress = progress or (lambda msg: None)
+        self.warn = warn or self.progress
 
     # -- images
 
@@ -185,9 +209,16 @@ class Executor(object):
         spec.image = image["Id"]
         self._finalise_env(run, image)
         timeout = run.timeout or None
+        steps = StepLog(time.monotonic) if run.steps is not None else None
         header = "# madengine run %s of model %s on %s\n# %s\n" % (
             self.settings.run_id, run.name, self.settings.node_name, spec.docker_run(run.secret_names, self.secrets))
         scanner = LogScanner(*run.scan)
+        try:
+            for mount in run.data:
+                mount.start_download()
+        except OSError as exc:
+            run.status = "FAILURE"
+            return [self._row(run, "FAILURE", error="the data mirror cannot be prepared: %s" % exc)]
         try:
             with open(run.log_path, "w", encoding="utf-8") as handle:
                 handle.write(header)
@@ -197,6 +228,8 @@ class Executor(object):
                     run.container_id = self.client.create_container(spec)
                     if run.scripts_tar is not None:
                         self.client.put_archive(run.container_id, "/", run.scripts_tar)
+                    if run.steps is not None:
+                        self.client.put_archive(run.container_id, "/", run.steps.archive())
                     self.client.start(run.container_id)
                 except DockerError as exc:
                     handle.write("# %s\n" % scrub(str(exc), self.secrets))
@@ -206,25 +239,68 @@ class Executor(object):
                     run.timings["start"] = round(time.monotonic() - clock, 3)
                 clock = time.monotonic()
                 self.progress("%s: started container %s (timeout %s)" % (run.name, spec.name, timeout or "none"))
-                pump = _LogPump(self.client.log_stream(run.container_id), handle, scanner, self.secrets)
+                pump = _LogPump(self.client.log_stream(run.container_id), handle, scanner, self.secrets, steps)
                 pump.start()
-                timed_out = False
-                try:
-                    run.exit_code = self.client.wait(run.container_id, timeout)
-                except WaitTimeout:
-                    timed_out = True
-                    self.client.kill(run.container_id)
+                timed_out = self._wait(run, steps, timeout)
                 run.timings["run"] = round(time.monotonic() - clock, 3)
-                pump.join(10)
+                pump.join(10 if not self.settings.keep_alive else 2)
                 if timed_out:
                     handle.write("\n# madengine: timed out after %s s; the container was killed\n" % timeout)
-            return self._rows_after(run, scanner.finish(), timed_out, pump)
+            if steps is not None:
+                self._after_steps(run, steps)
+            return self._rows_after(run, scanner.finish(), timed_out, pump, steps)
         finally:
             if run.container_id is not None:
                 if self.settings.keep_alive:
-                    run.kept = True
+                    self._keep(run)
                 else:
                     self._remove(run)
+
+    def _wait(self, run, steps, timeout):
+        """True when the run timed out (its container is then killed); sets run.exit_code otherwise."""
+        if not self.settings.keep_alive:
+            try:
+                run.exit_code = self.client.wait(run.container_id, timeout)
+                return False
+            except WaitTimeout:
+                self.client.kill(run.container_id)
+                return True
+        deadline = time.monotonic() + timeout if timeout else None
+        while not steps.ended.wait(0.5):
+            if not self.client.running(run.container_id):
+                run.exit_code = self.client.wait(run.container_id, 10)
+                return False
+            if deadline is not None and time.monotonic() > deadline:
+                self.client.kill(run.container_id)
+                return True
+        run.exit_code = steps.end_rc
+        return False
+
+    def _keep(self, run):
+        run.kept = True
+        if self.client.running(run.container_id):
+            host = "" if self.client.docker_host == DEFAULT_DOCKER_HOST else "-H %s " % self.client.docker_host
+            run.enter = "docker %sexec -it %s bash" % (host, run.spec.name)
+            self.warn("The container of model '%s' is kept running: enter it with '%s' (or sh); stop and remove it "
+                      "with 'docker %srm -f %s'." % (run.name, run.enter, host, run.spec.name))
+
+    def _after_steps(self, run, steps):
+        """Step results into the run: clone commit, data sizes and times, mirrors, the files the steps left."""
+        run.git_commit = steps.git_commit
+        failed = steps.failure[1] if steps.failure else []
+        for mount in run.data:
+            if mount.download:
+                key = "data %s" % mount.name
+                mount.duration = steps.durations.get(key)
+                mount.size = steps.data_size.get(mount.name, "")
+                mount.finish_download(key in steps.durations and failed[:2] != ["data", mount.name],
+                                      self.settings.run_id)
+            elif mount.provider != "local":
+                mount.size = steps.data_size.get(mount.name, "")
+        try:
+            run.output_files = collect_outputs(self.client, run, self.settings.results_dir, self.secrets)
+        except (DockerError, OSError, tarfile.TarError) as exc:
+            self.warn("Model '%s': the files of its run could not be collected: %s" % (run.name, exc))
 
     def _remove(self, run):
         try:
@@ -232,8 +308,8 @@ class Executor(object):
         except DockerError as exc:
             raise DockerError("%s The container of model '%s' may be left behind." % (exc, run.name))
 
-    def _rows_after(self, run, scan, timed_out, pump):
-        duration = run.timings.get("run")
+    def _rows_after(self, run, scan, timed_out, pump, steps=None):
+        duration = run.timings.get("run") if steps is None else steps.model_seconds
         if timed_out:
             run.status = "TIMEOUT"
             return [self._row(run, "TIMEOUT", test_duration=duration,
@@ -242,11 +318,16 @@ class Executor(object):
             run.status = "FAILURE"
             return [self._row(run, "FAILURE", test_duration=duration,
                               error="reading the container output failed: %s" % pump.error)]
-        if run.exit_code != 0:
+        step_error = step_failure(run, steps) if steps is not None else None
+        code = steps.model_rc if steps is not None and steps.model_rc is not None else run.exit_code
+        if step_error and (steps.model_rc is None or steps.model_rc == 0):
+            run.status = "FAILURE"
+            return [self._row(run, "FAILURE", test_duration=duration, error=step_error)]
+        if code != 0:
             note = ("; log: %s" % scan.error_line) if scan.error_line else ""
             run.status = "FAILURE"
             return [self._row(run, "FAILURE", test_duration=duration,
-                              error="the script exited with code %s%s" % (run.exit_code, note))]
+                              error="the script exited with code %s%s" % (code, note))]
         if scan.error_line:
             run.status = "FAILURE"
             return [self._row(run, "FAILURE", test_duration=duration,
@@ -308,10 +389,11 @@ class Executor(object):
             pipeline=settings.environ.get("pipeline") or "", args=run.args, tags=tags_text(model.get("tags") or []),
             docker_file=entry.get("dockerfile") or "", base_docker=entry.get("base_docker") or "",
             docker_sha=entry.get("docker_sha") or "", docker_image=entry.get("docker_image") or run.key,
-            git_commit="", machine_name=socket.gethostname(), deployment_type=settings.deployment_type,
+            git_commit=run.git_commit, machine_name=socket.gethostname(), deployment_type=settings.deployment_type,
             launcher="docker", gpu_architecture=",".join(archs) or gpu.arch, build_duration=entry.get("build_duration"),
             dataname=",".join(m.name for m in run.data), data_provider_type=",".join(m.provider for m in run.data),
-            data_size="", data_download_duration="0" if run.data else "",
+            data_size=",".join(m.size or "" for m in run.data) if any(m.size for m in run.data) else "",
+            data_download_duration=",".join(str(round(m.duration or 0.0, 3)) for m in run.data) if run.data else "",
             build_number=settings.environ.get("BUILD_NUMBER") or "0",
             additional_docker_run_options=model.get("additional_docker_run_options") or "",
             host=settings.node_name, image_digest=run.image_digest, gpu_product=gpu.product,
@@ -319,6 +401,7 @@ class Executor(object):
             rocm_version=gpu.rocm_version, cuda_version=gpu.cuda_version, start_time=run.start_time,
             exit_code="" if run.exit_code is None else run.exit_code, run_id=settings.run_id,
             log_path=run.log_path if os.path.exists(run.log_path or "") else "", vm_id=settings.vm_id,
+            output_files=",".join(run.output_files),
         )
         values.update(fields)
         if values.get("error"):
@@ -326,3 +409,68 @@ class Executor(object):
         if isinstance(values.get("test_duration"), float):
             values["test_duration"] = round(values["test_duration"], 3)
         return make_row(status=status, **values)
+
+
+def step_failure(run, steps):
+    """The sentence for a step that failed (None when none did), with the last line it printed."""
+    if steps.failure is None:
+        if steps.end_rc is None and run.exit_code not in (None, 0) and steps.model_start is None:
+            return "the steps before the model stopped with exit code %s (is sh missing in the image?)" % run.exit_code
+        return None
+    code, words = steps.failure
+    kind = words[0] if words else "workspace"
+    last = steps.last_output.get(steps.step_key(words or ["workspace"]), "")
+    tail = (": %s" % last) if last else ""
+    if kind in ("clone", "submodules"):
+        what = "cloning %s" % public_url(run.steps.clone.url) if kind == "clone" else "updating the submodules"
+        return "%s failed (exit code %s)%s" % (what, code, tail)
+    if kind in ("pre_script", "post_script"):
+        items = run.steps.pre_scripts if kind == "pre_script" else run.steps.post_scripts
+        number = int(words[1]) if len(words) > 1 and words[1].isdigit() else 0
+        path = items[number - 1]["path"] if 0 < number <= len(items) else "?"
+        return "%s %s failed (exit code %s)%s" % (kind.replace("_", "-"), path, code, tail)
+    if kind == "data":
+        name = words[1] if len(words) > 1 else ""
+        mount = [m for m in run.data if m.name == name]
+        provider = mount[0].provider if mount else "?"
+        return ("data '%s' of model '%s' could not be downloaded by provider %s (exit code %s)%s"
+                % (name, run.name, provider, code, tail))
+    return "the %s step failed (exit code %s)%s" % (kind.replace("_", " "), code, tail)
+
+
+def collect_outputs(client, run, results_dir, secrets):
+    """Copy the files the steps left in the workspace to the node; returns their paths.
+
+    The env CSV goes to ``results_dir`` (as madengine writes it beside perf.csv), everything else under
+    ``<log name without .run.live.log>.outputs/``; shipped scripts and (unless kept) the model directory stay
+    behind.
+    """
+    steps = run.steps
+    skip = [p[len(WORKSPACE) + 1:] for p in steps.files if p.startswith(WORKSPACE + "/")]
+    if not (steps.keep_model_dir):
+        skip.append(steps.model_dir[len(WORKSPACE) + 1:])
+    if os.path.isabs(run.multiple_results or ""):
+        skip.append(run.multiple_results)
+    stem = run.log_path[:-len(".run.live.log")] if run.log_path.endswith(".run.live.log") else run.log_path
+    target = stem + ".outputs"
+    found = []
+    with tempfile.TemporaryFile() as spool:
+        if not client.copy_from(run.container_id, WORKSPACE, spool):
+            return found
+        spool.seek(0)
+        with tarfile.open(fileobj=spool, mode="r") as tar:
+            for member, inner in safe_members(tar, skip):
+                if member.isdir():
+                    continue
+                if "/" not in inner and inner.endswith(ENV_SUFFIX):
+                    path = os.path.join(results_dir, inner)
+                    text = tar.extractfile(member).read().decode("utf-8", "replace")
+                    with open(path, "w", encoding="utf-8") as handle:
+                        handle.write(scrub(text, secrets))
+                else:
+                    path = os.path.join(target, inner)
+                    os.makedirs(os.path.dirname(path), exist_ok=True)
+                    with open(path, "wb") as handle:
+                        shutil.copyfileobj(tar.extractfile(member), handle)
+                found.append(path)
+    return found

@@ -38,6 +38,9 @@ from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.docker_cl
     scrub,
 )
 from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.perf import scan_settings
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.run_steps import plan_steps
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.tools import CatalogueFiles, resolve_scripts
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.workspace import DRIVER, WORKSPACE
 from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError
 from ansible_collections.rocm.madengine.plugins.module_utils.host.gpu import normalise_nvidia_name, parse_gpu_list
 
@@ -54,7 +57,6 @@ HOST_ENV_PASSTHROUGH = (
     "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES", "MIOPEN_USER_DB_PATH",
 )
 AMD_GROUPS = ("video", "render")
-UNSUPPORTED_CONTEXT_KEYS = ("tools", "pre_scripts", "post_scripts")
 _NAME_CHARS = re.compile(r"[^a-zA-Z0-9_.-]+")
 
 
@@ -100,6 +102,7 @@ class ModelRun(object):
         self.secret_names = set()
         self.spec = None
         self.scripts_tar = None     # scripts shipped into the container (image without baked scripts)
+        self.steps = None           # workspace.Steps when the model needs steps around its script
         self.log_path = ""
         self.multiple_results = self.model.get("multiple_results") or ""
         self.scan = (True, (), ())
@@ -114,6 +117,9 @@ class ModelRun(object):
         self.end_time = ""
         self.container_id = None
         self.kept = False
+        self.enter = ""             # how to enter a container kept running
+        self.git_commit = ""
+        self.output_files = []
 
     def skip(self, reason):
         self.action, self.reason = "skip", reason
@@ -129,7 +135,13 @@ class ModelRun(object):
         if self.status is not None:
             result.update(status=self.status, image_digest=self.image_digest, pulled=self.pulled,
                           exit_code=self.exit_code, timings=dict(self.timings), start_time=self.start_time,
-                          end_time=self.end_time, rows=len(self.rows), kept=self.kept)
+                          end_time=self.end_time, rows=len(self.rows), kept=self.kept, enter=self.enter,
+                          output_files=list(self.output_files))
+        if self.steps is not None:
+            result["steps"] = {"clone": self.steps.clone.url if self.steps.clone else None,
+                               "pre_scripts": [i["path"] for i in self.steps.pre_scripts],
+                               "post_scripts": [i["path"] for i in self.steps.post_scripts],
+                               "model_dir": self.steps.model_dir, "command": scrub(self.steps.command, secrets)}
         return result
 
 
@@ -200,6 +212,9 @@ class RunSettings(object):
         self.timeout = fields.get("timeout")          # None: model's own or DEFAULT_TIMEOUT
         self.pull = fields.get("pull") or "missing"
         self.keep_alive = bool(fields.get("keep_alive"))
+        self.keep_model_dir = bool(fields.get("keep_model_dir"))
+        self.sys_env_details = fields.get("sys_env_details")   # None: the context's gen_sys_env_details
+        self.tools_config = fields.get("tools_config")
         self.skip_model_run = bool(fields.get("skip_model_run"))
         self.disable_skip_gpu_arch = bool(fields.get("disable_skip_gpu_arch"))
         self.node_name = fields.get("node_name") or socket.gethostname()
@@ -212,18 +227,25 @@ class RunSettings(object):
 
 
 def effective_timeout(option, ctx, model):
-    """Seconds (0 = none): the option, else the context's ``timeout``, else the model's (> 0), else 7200."""
+    """Seconds (0 = none): the option, else the context's ``timeout``, else the model's (> 0), else 7200;
+    times the context's ``timeout_multiplier``."""
+    multiplier = ctx.get("timeout_multiplier", 1)
+    if multiplier in (None, ""):
+        multiplier = 1
+    if isinstance(multiplier, bool) or not isinstance(multiplier, (int, float)) or multiplier <= 0:
+        raise MadengineError("Context key 'timeout_multiplier' must be a number above 0, not %r." % (multiplier,))
     if option is not None:
-        return int(option)
-    value = ctx.get("timeout")
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
-        return int(value)
-    value = model.get("timeout")
-    try:
-        value = int(value) if value not in (None, "") else None
-    except (TypeError, ValueError):
-        raise MadengineError("Model '%s': timeout %r is not a number of seconds." % (model.get("name"), value))
-    return value if value is not None and value > 0 else DEFAULT_TIMEOUT
+        base = int(option)
+    elif isinstance(ctx.get("timeout"), (int, float)) and not isinstance(ctx["timeout"], bool) and ctx["timeout"] >= 0:
+        base = int(ctx["timeout"])
+    else:
+        value = model.get("timeout")
+        try:
+            value = int(value) if value not in (None, "") else None
+        except (TypeError, ValueError):
+            raise MadengineError("Model '%s': timeout %r is not a number of seconds." % (model.get("name"), value))
+        base = value if value is not None and value > 0 else DEFAULT_TIMEOUT
+    return int(-(-base * multiplier // 1)) if base else 0
 
 
 def _launcher_runner(ctx, model, environ, ngpus):
@@ -255,7 +277,7 @@ def host_group_ids(names=AMD_GROUPS):
 class Planner(object):
     """Fits ModelRuns to the node and builds their containers; no Docker call."""
 
-    def __init__(self, ctx, gpu, settings, credentials, data_providers, data_source, group_ids=None):
+    def __init__(self, ctx, gpu, settings, credentials, data_providers, data_source, group_ids=None, files=None):
         self.ctx = ctx
         self.gpu = gpu
         self.settings = settings
@@ -263,6 +285,8 @@ class Planner(object):
         self.data_providers = data_providers
         self.data_source = data_source
         self.group_ids = host_group_ids() if group_ids is None else list(group_ids)
+        self.files = files if files is not None else CatalogueFiles(settings.mad_root)
+        self.scripts = resolve_scripts(ctx, self.files, settings.tools_config)
         self.available = self._available_gpus()
         self.filtered = []
 
@@ -270,7 +294,7 @@ class Planner(object):
         detected = [g.index for g in self.gpu.gpus]
         if self.gpu.vendor == "NONE":
             return []
-        if self.ctx.get("docker_gpus") in (None, ""):
+        if self.ctx.get("docker_gpus") in (None, "") or str(self.ctx["docker_gpus"]).strip().lower() == "all":
             return detected
         wanted = parse_gpu_list(self.ctx["docker_gpus"], "Context key 'docker_gpus'")
         unknown = [i for i in wanted if i not in detected]
@@ -383,9 +407,6 @@ class Planner(object):
             words = base + shlex.split(args or "")
         except ValueError as exc:
             raise MadengineError("Model '%s': args %r cannot be split into words: %s." % (run.name, args, exc))
-        prefix = self.ctx.get("encapsulate_script") or ""
-        if prefix:
-            return workdir, ["sh", "-c", "%s %s" % (prefix, " ".join(shlex.quote(w) for w in words))]
         return workdir, words
 
     def _environment(self, run):
@@ -416,6 +437,7 @@ class Planner(object):
                 env[name] = value
                 run.secret_names.add(name)
         env.update(data_env(run.data))
+        env.update(self.scripts.env)
         cred = self.credentials.model_build_args(run.model)
         env.update(cred)
         run.secret_names.update(cred)
@@ -435,12 +457,19 @@ class Planner(object):
         if reason:
             run.skip(reason)
             return
-        if run.model.get("url"):
-            raise MadengineError("Model '%s' has a url (%s): cloning a repository inside the container is not "
-                                 "supported; bake the code into the image." % (run.name, run.model["url"]))
         run.gpu_ids = self._assign_gpus(run)
-        run.data = resolve_data(run.model, self.data_providers, self.data_source, self.settings.force_mirror_local)
-        workdir, command = self._command(run)
+        run.data = resolve_data(run.model, self.data_providers, self.data_source, self.settings.force_mirror_local,
+                                files=self.files, nas_nodes=self.credentials.nas_nodes())
+        workdir, words = self._command(run)
+        prefix = self.scripts.encapsulate
+        run.steps = plan_steps(run, self.settings, self.ctx, self.scripts, self.files, self.credentials, workdir,
+                               words, prefix)
+        if run.steps is not None:
+            workdir, command = WORKSPACE, ["sh", DRIVER]
+        elif prefix:
+            command = ["sh", "-c", "%s %s" % (prefix, " ".join(shlex.quote(w) for w in words))]
+        else:
+            command = words
         image_ref = run.entry.get("registry_image") or run.entry.get("docker_image") or run.key
         spec = ContainerSpec(container_name(self.settings.run_id, run.key), image_ref, command, working_dir=workdir,
                              environment=self._environment(run),
@@ -468,7 +497,7 @@ class Planner(object):
             spec.security_opt = ["seccomp=unconfined", "apparmor=unconfined"]
         if self.ctx.get("docker_cpus"):
             spec.cpuset_cpus = str(self.ctx["docker_cpus"]).replace(" ", "")
-        spec.binds = [m.bind() for m in run.data]
+        spec.binds = [m.bind() for m in run.data if m.host_path]
         for target, host in (self.ctx.get("docker_mounts") or {}).items():
             spec.binds.append("%s:%s:rw" % (host, target))
         options = run.model.get("additional_docker_run_options") or ""

@@ -51,11 +51,16 @@ def test_custom_before_local_in_madengine_order_but_only_when_servable(tmp_path)
     ({"d": {"local": {"path": "/tmp", "mirrorlocal": "/tmp"}}},
      r"^Model 'm': data 'd' is not available: the local provider cannot have mirrorlocal\.$"),
     ({"d": {"minio": {"path": "s3://b"}}},
-     r"^Model 'm': data 'd' is not available: provider minio needs a download, which madengine_run does not do; "
-     r"pre-stage the data and set mirrorlocal or force_mirror_local\.$"),
+     r"^Model 'm': data 'd' is not available: provider minio needs a download from S3, which madengine_run does "
+     r"not do; pre-stage the data in a mirror \(mirrorlocal or force_mirror_local\)\.$"),
     ({"d": {"nas": {"path": "/n", "mirrorlocal": "/nonexistent/m"}}},
-     r"^Model 'm': data 'd' is not available: provider nas: mirror /nonexistent/m/d does not exist on this node "
-     r"\(madengine_run does not download data\)\.$"),
+     r"^Model 'm': data 'd' is not available: provider nas: mirrorlocal /nonexistent/m does not exist on this "
+     r"node\.$"),
+    ({"d": {"nas": {"path": "/n"}}},
+     r"^Model 'm': data 'd' is not available: provider nas: no NAS_NODES are configured\.$"),
+    ({"d": {"custom": {"path": "scripts/get.sh"}}},
+     r"^Model 'm': data 'd' is not available: provider custom: script scripts/get.sh is not in the catalogue "
+     r"\(no mad_root\)\.$"),
     ({"d": {"ftp": {"path": "x"}}}, r"^Model 'm': data 'd' is not available: unknown provider type ftp\.$"),
     ({"d": "local"}, r"^Data 'd' in data.json must be an object of providers\.$"),
 ])
@@ -87,3 +92,50 @@ def test_data_given_as_a_document_is_overlaid_by_the_context():
     assert document == {"d": {"local": {"path": "/a"}}}, "the given document is not changed"
     with pytest.raises(MadengineError, match=r"^data_providers must be an object keyed by data name, as in data"):
         load_data_config(None, document=["d"])
+
+
+def test_custom_script_is_a_download_into_the_mirror_and_a_finished_mirror_is_reused(tmp_path):
+    from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.tools import CatalogueFiles
+
+    (tmp_path / "mad" / "scripts").mkdir(parents=True)
+    (tmp_path / "mad" / "scripts" / "get.sh").write_text("echo hi > file\n")
+    (tmp_path / "mirror").mkdir()
+    providers = {"d": {"custom": {"path": "scripts/get.sh", "args": "--x 1", "mirrorlocal": str(tmp_path / "mirror")}}}
+    files = CatalogueFiles(str(tmp_path / "mad"))
+    (mount,) = resolve(model("d"), providers, "data.json", files=files)
+    assert mount.download == {"kind": "custom", "path": "scripts/get.sh", "args": "--x 1"}
+    assert mount.host_path == str(tmp_path / "mirror" / "d") and mount.home == "/data_dlm_0"
+    mount.start_download()
+    assert (tmp_path / "mirror" / ".d.madengine-partial").exists()
+    (again,) = resolve(model("d"), providers, "data.json", files=files)
+    assert again.download is not None, "an unfinished mirror is downloaded again"
+    mount.size, mount.duration = "4.0K", 0.5
+    mount.finish_download(True, "run-1")
+    assert not (tmp_path / "mirror" / ".d.madengine-partial").exists()
+    assert json.loads((tmp_path / "mirror" / ".d.madengine-mirror").read_text())["provider"] == "custom"
+    (reused,) = resolve(model("d"), providers, "data.json", files=files)
+    assert reused.download is None and reused.note == "mirror reused"
+
+
+def test_nas_takes_the_first_node_that_answers(tmp_path):
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    dead = closed.getsockname()[1]
+    closed.close()
+    nodes = [{"NAME": "down", "HOST": "127.0.0.1", "PORT": dead, "USERNAME": "u", "PASSWORD": "p"},
+             {"NAME": "up", "HOST": "127.0.0.1", "PORT": str(port), "USERNAME": "u", "PASSWORD": "p"}]
+    try:
+        (mount,) = resolve(model("d"), {"d": {"nas": {"path": "/srv/d"}}}, "data.json", nas_nodes=nodes)
+    finally:
+        server.close()
+    assert mount.download["name"] == "up" and mount.download["port"] == port and mount.host_path is None
+    assert "password" not in mount.as_dict()["download"]
+    with pytest.raises(MadengineError, match=r"no NAS node answers on its SSH port \(tried down \(127.0.0.1:%d\)\)"
+                       % dead):
+        resolve(model("d"), {"d": {"nas": {"path": "/srv/d"}}}, "data.json", nas_nodes=nodes[:1])

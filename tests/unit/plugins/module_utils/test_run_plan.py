@@ -241,8 +241,43 @@ def test_models_without_baked_scripts_or_with_a_url():
     runs = plan_all(planner(cpu()), manifest((key, entry, card), simple("cloned", url="https://example.com/x.git")))
     assert runs[0].reason == ("Model 'old': image ci-old_cpu.ubuntu has no scripts baked in (its manifest entry has no "
                               "'scripts'); rebuild it with madengine_build or give mad_root to ship them.")
-    assert runs[1].reason == ("Model 'cloned' has a url (https://example.com/x.git): cloning a repository inside the "
-                              "container is not supported; bake the code into the image.")
+    cloned = runs[1]
+    assert cloned.action == "run" and cloned.spec.command == ["sh", "/madengine/run/steps.sh"]
+    assert cloned.spec.working_dir == "/myworkspace" and cloned.steps.model_dir == "/myworkspace/x"
+    script = cloned.steps.script()
+    assert "git clone https://example.com/x.git /myworkspace/x || fail $? clone" in script
+    assert "cp -RL /madengine/scripts/. \"$M/\"" in script
+
+
+def test_a_cloned_model_with_https_credentials_reads_them_from_its_environment():
+    creds = Credentials({"GIT": {"username": "u", "password": "s3cret"}}, environ={})
+    (run,) = plan_all(planner(cpu(), credentials=creds), manifest(simple("m", url="https://h/r.git/", cred="GIT")))
+    script = run.steps.script()
+    assert "s3cret" not in script and "${GIT_PASSWORD}" in script and "${GIT_USERNAME}" in script
+    assert run.spec.environment["GIT_PASSWORD"] == "s3cret" and "GIT_PASSWORD" in run.secret_names
+
+
+def test_tools_wrap_the_model_with_their_scripts_environment_and_command():
+    ctx = {"tools": [{"name": "rocprofv3", "env_vars": {"EXTRA": "1"}}], "pre_scripts": [
+        {"path": "scripts/common/tools/capture.sh", "args": "x"}], "encapsulate_script": "time"}
+    (run,) = plan_all(planner(cpu(), ctx=ctx), manifest(simple("m")))
+    assert [i["path"] for i in run.steps.pre_scripts] == ["scripts/common/tools/capture.sh"]
+    assert [i["path"] for i in run.steps.post_scripts] == ["scripts/common/post_scripts/collect.sh"]
+    assert run.steps.command.startswith("bash ../scripts/common/tools/profile.sh rocprofv3 rocprofv3_output ")
+    assert run.steps.command.endswith("-- time bash run.sh")
+    assert run.spec.environment["EXTRA"] == "1"
+    assert "/myworkspace/scripts/common/tools/profile.sh" in run.steps.files
+
+
+def test_an_unknown_tool_is_a_context_error():
+    with pytest.raises(MadengineError, match=r"^Tool 'nope' of the context is not in scripts/common/tools.json of "
+                                             r"the collection's default scripts/common \(tools: gpu_info_power"):
+        planner(cpu(), ctx={"tools": [{"name": "nope"}]})
+
+
+def test_docker_gpus_all_is_every_gpu():
+    (run,) = plan_all(planner(amd(2), ctx={"docker_gpus": "all"}), manifest(simple("m", n_gpus="-1")))
+    assert run.gpu_ids == [0, 1]
 
 
 def test_scripts_are_shipped_from_mad_root(sample_mad):
@@ -264,6 +299,9 @@ def test_scripts_are_shipped_from_mad_root(sample_mad):
     (None, {"timeout": 30}, {"timeout": 5}, 30),
     (7200, {}, {"timeout": 5}, 7200),
     (0, {}, {"timeout": 5}, 0),
+    (None, {"timeout_multiplier": 2.5}, {"timeout": 5}, 13),
+    (100, {"timeout_multiplier": 3}, {}, 300),
+    (0, {"timeout_multiplier": 3}, {}, 0),
 ])
 def test_timeouts(option, ctx, model, expected):
     assert effective_timeout(option, ctx, dict(model, name="m")) == expected
@@ -274,3 +312,15 @@ def test_missing_device_nodes_are_listed(tmp_path):
     runs = plan_all(planner(amd(2), dev_root=str(tmp_path)), manifest(simple("m", n_gpus="-1")))
     p = planner(amd(2), dev_root=str(tmp_path))
     assert p.missing_devices(runs) == [str(tmp_path / "dri" / "renderD128"), str(tmp_path / "dri" / "renderD136")]
+
+
+def test_a_bad_timeout_multiplier_is_named():
+    with pytest.raises(MadengineError, match=r"timeout_multiplier' must be a number above 0, not 0"):
+        effective_timeout(None, {"timeout_multiplier": 0}, {"name": "m"})
+
+
+@pytest.mark.parametrize("launcher, runner", [("deepspeed", "deepspeed --num_gpus=2"), ("vllm", ""), ("primus", ""),
+                                              ("torchrun", "torchrun --standalone --nproc_per_node=2")])
+def test_the_distributed_launcher_gives_the_runner(launcher, runner):
+    (run,) = plan_all(planner(amd(2), ctx={"distributed": {"launcher": launcher}}), manifest(simple("m", n_gpus="2")))
+    assert run.spec.environment["MAD_MULTI_NODE_RUNNER"] == runner

@@ -270,7 +270,8 @@ def test_data_providers_given_as_data_are_planned_like_a_data_json(node, module_
                                                data_providers={"d": {"local": {"path": str(data)}}}), check_mode=True)
     assert not result.failed, result.get("msg")
     assert result["runs"][0]["data"] == [{"name": "d", "provider": "local", "host_path": str(data),
-                                          "home": "/data_dlm_0", "read_only": True, "note": ""}]
+                                          "home": "/data_dlm_0", "read_only": True, "note": "", "download": None,
+                                          "mirror": None, "size": "", "duration": None}]
     assert "%s:/data_dlm_0:ro" % data in result["runs"][0]["container"]["binds"]
     missing = module_runner(madengine_run, args(node, path, gpu_vendor="NONE", data_providers={}), check_mode=True)
     assert missing["runs"][0]["action"] == "fail"
