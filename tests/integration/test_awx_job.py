@@ -8,6 +8,9 @@ variables (trusted) with the survey's answers and AWX's own variables (!unsafe),
 credential type (examples/awx/credential-type.yml), rendered as AWX renders it, with a password holding quotes,
 a backslash and `{{`. The job runs with --limit controller:cpu, so the AMD node of the fleet is left out.
 
+The job is a Check job (job type "Check"): the build host, the EE, plans the build; every node in the limit,
+reached over SSH from the container, plans each model with the survey's values; the job's artifacts are read back.
+
 The container sees what AWX's "paths to expose to isolated jobs" would give it: the main engine's socket (the
 build host is localhost, the EE itself, building through that engine) and the results directory; it uses the
 host's network, so it reaches the SSH nodes on their bridge and the registry on 127.0.0.1.
@@ -32,7 +35,6 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 SESSION = uuid.uuid4().hex[:6]
 PREFIX = "awx%s-" % SESSION
-NODES = ()  # the fleet's nodes have engines of their own (ssh_fleet below)
 PASSWORD = 'a"b\\c{{ lookup("pipe", "id") }}pw' + SESSION
 # the password's end, which its JSON form in the credential file shares
 PASSWORD_MARK = "}}pw" + SESSION
@@ -72,7 +74,7 @@ def ssh_fleet(tmp_path_factory):
         fleet("down", str(directory))
 
 
-def awx_inventory(fleet_info, node_vars):
+def awx_inventory(fleet_info):
     """The fleet's inventory as an AWX inventory holds it: the machine credential replaces the key file (and
     IdentitiesOnly, which would hide the agent's key from ssh), the host keys come with the project."""
     document = json.loads(json.dumps(fleet_info["inventory"]))
@@ -82,11 +84,10 @@ def awx_inventory(fleet_info, node_vars):
             del host_vars["ansible_ssh_private_key_file"]
             host_vars["ansible_ssh_common_args"] = host_vars["ansible_ssh_common_args"].replace(
                 known_hosts, "/runner/project/known_hosts").replace(" -o IdentitiesOnly=yes", "")
-    document["all"]["children"]["gpu_nodes"]["vars"] = dict(node_vars)
     return document
 
 
-def prepare(root, fleet_info, check=False, node_vars=None):
+def prepare(root, fleet_info):
     """A job's private data directory, as AWX writes it for a job of the benchmark job template."""
     job = Job(root / "private", str(JOB_ID))
     project = root / "private" / "project"
@@ -94,7 +95,7 @@ def prepare(root, fleet_info, check=False, node_vars=None):
     (project / "benchmark.yml").write_text(
         "---\n- name: Benchmark\n  ansible.builtin.import_playbook: rocm.madengine.benchmark\n")
     shutil.copy(fleet_info["dir"] / "ssh" / "known_hosts", project / "known_hosts")
-    job.write_inventory(awx_inventory(fleet_info, node_vars or {}))
+    job.write_inventory(awx_inventory(fleet_info))
     job.write_ssh_key(str(fleet_info["dir"] / "ssh" / "id_ed25519"))
     results = root / "results"
     results.mkdir()
@@ -147,8 +148,21 @@ def test_a_check_job_plans_the_limited_nodes_in_the_ee(image, ssh_fleet, tmp_pat
     assert build["event_data"]["host"] == "localhost" and build["event"] == "runner_on_ok"
     assert build["event_data"]["res"]["models"] == ["dummy", "dummy_multi"]
     assert all(i["action"] == "build" for i in build["event_data"]["res"]["images"])
-    # the limit: the node play ran on the cpu nodes only, and the planned matrix is theirs
-    assert event_hosts(job, "Run each model") == IN_LIMIT
+    # the registry credential reached the build as no_log data
+    assert build["event_data"]["res"]["invocation"]["module_args"]["credentials"] == (
+        "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER")
+    # the limit: the node play ran on the cpu nodes only, one job event per model and node, each planned with what
+    # the survey sent as strings and an integer ("1" throttles the pull, 300 s, the JSON context) and the job
+    # template's templated run id
+    assert event_hosts(job, "Pull the images (at most madengine_pull_throttle nodes at a time)") == IN_LIMIT
+    items = [e for e in job.task_events("Run each model") if e["event"] == "runner_item_on_ok"]
+    assert sorted((e["event_data"]["host"], e["event_data"]["res"]["item"]) for e in items) == sorted(
+        (node, model) for node in IN_LIMIT for model in ("dummy", "dummy_multi"))
+    for item in items:
+        (planned,) = item["event_data"]["res"]["runs"]
+        assert item["event_data"]["res"]["run_id"] == "awx-%d" % JOB_ID
+        assert planned["model"] == item["event_data"]["res"]["item"] and planned["action"] == "run"
+        assert planned["timeout"] == 300 and planned["container"]["environment"]["MAD_GUEST_OS"] == "UBUNTU"
     (matrix,) = job.task_events("Show the planned matrix (dry run; no report is written)")
     assert matrix["event_data"]["res"]["msg"] == dict(
         (node, {"dummy": "run", "dummy_multi": "run"}) for node in IN_LIMIT)
@@ -156,62 +170,3 @@ def test_a_check_job_plans_the_limited_nodes_in_the_ee(image, ssh_fleet, tmp_pat
     # nothing was written: no results, no report
     assert not os.listdir(results)
     no_secret_anywhere(job, results)
-
-
-# ---- the job: build in the EE, run on the limited nodes, merge -------------------------------------------------
-
-@pytest.fixture(scope="module")
-def job(image, ssh_fleet, tmp_path_factory, main_api):
-    root = tmp_path_factory.mktemp("job")
-    # docker_setup prepares each node (Docker SDK for its Python, trust of the registry address it sees): a group
-    # variable of the inventory, as AWX would hold it (an extra variable would reach the build host too)
-    job, results = prepare(root, ssh_fleet, node_vars={"madengine_docker_setup": True})
-    proc = run(job, image, results)
-    print("\njob in the EE over %d SSH nodes: %.1f s" % (len(IN_LIMIT), job.seconds))
-    return {"job": job, "results": results / str(JOB_ID), "proc": proc}
-
-
-def read_csv(path):
-    import csv
-
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
-def test_the_job_succeeds_and_its_artifacts_are_the_summary(job):
-    run_job = job["job"]
-    assert run_job.status == "successful" and run_job.rc == 0, run_job.stdout[-6000:] + job["proc"].stderr[-2000:]
-    summary = run_job.stats()["artifact_data"]["madengine_summary"]
-    assert summary["run_id"] == "awx-%d" % JOB_ID
-    assert summary["nodes"] == len(IN_LIMIT) and summary["missing_nodes"] == []
-    assert summary["counts"]["SUCCESS"] == summary["rows"] == 10 and summary["failed_total"] == 0
-    assert summary["csv"] == str(job["results"] / "perf.csv") and summary["html"] == str(job["results"] / "perf.html")
-
-
-def test_every_model_of_every_limited_node_is_in_the_job_events(job):
-    run_job = job["job"]
-    items = [e for e in run_job.task_events("Run each model") if e["event"] == "runner_item_on_ok"]
-    assert sorted((e["event_data"]["host"], e["event_data"]["res"]["item"]) for e in items) == sorted(
-        (node, model) for node in IN_LIMIT for model in ("dummy", "dummy_multi"))
-    # the survey's strings were read as the role reads them: "1" throttles a pull step, "true" checks failures
-    assert event_hosts(run_job, "Pull the images (at most madengine_pull_throttle nodes at a time)") == IN_LIMIT
-    (check,) = run_job.task_events("Fail when a model failed (madengine_fail_on_model_failure)")
-    assert check["event"] == "runner_on_ok"
-    assert LEFT_OUT not in run_job.stdout
-
-
-def test_the_merged_csv_and_the_report_hold_the_limited_nodes(job):
-    rows = read_csv(job["results"] / "perf.csv")
-    assert sorted(set((r["host"], r["status"]) for r in rows)) == [(n, "SUCCESS") for n in IN_LIMIT]
-    assert set(r["run_id"] for r in rows) == {"awx-%d" % JOB_ID} and len(rows) == 10
-    html = (job["results"] / "perf.html").read_text()
-    assert all(node in html for node in IN_LIMIT) and LEFT_OUT not in html
-
-
-def test_the_registry_credential_reached_the_build_and_nowhere_else(job):
-    run_job = job["job"]
-    (build,) = run_job.task_events("Build and push the images, write the manifest")
-    assert build["event_data"]["host"] == "localhost"
-    arguments = build["event_data"]["res"]["invocation"]["module_args"]
-    assert arguments["credentials"] == "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
-    no_secret_anywhere(run_job, job["results"])
