@@ -3,8 +3,8 @@ collection, and the image ci/ee-image.sh builds from it on this machine.
 
 The image is built with the shipped definition unchanged; only build arguments replace the CentOS base (a
 registry this machine cannot reach) by a Debian base made here. It must hold what the controller side of a job
-needs (ansible-core, ansible-runner, the collection, the Docker SDK, pandas, ssh with ssh-agent, sshpass, rsync,
-git) and nothing that only the nodes need (libvirt-python) or only a build needs (a compiler).
+needs (ansible-core, ansible-runner, the collection, the Docker SDK, pandas, psycopg, ssh with ssh-agent, sshpass,
+rsync, git) and nothing that only the nodes need (libvirt-python) or only a build needs (a compiler).
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def test_builder_finds_the_controller_side_requirements():
     assert proc.returncode == 0, proc.stderr
     found = yaml.safe_load(proc.stdout.split("\n", 1)[1])
     python = [line.split("#")[0].strip() for line in found["python"] if "rocm.madengine" in line]
-    assert python == requirement_lines("requirements.txt") == ["docker>=7.1.0", "pandas>=2.0"]
+    assert python == requirement_lines("requirements.txt") == ["docker>=7.1.0", "pandas>=2.0", "psycopg[binary]>=3.1"]
     system = [line.split("#")[0].strip() for line in found["system"] if "rocm.madengine" in line]
     assert system == requirement_lines("bindep.txt")
     for package in ("openssh-client [platform:dpkg]", "openssh-clients [platform:rpm]",
@@ -104,15 +104,18 @@ def image():
 def test_the_image_holds_the_controller_side_of_a_job(image):
     versions = run_in(image, "ansible --version | head -1; ansible-runner --version; "
                              "ansible-galaxy collection list rocm.madengine 2>/dev/null | tail -1; "
-                             "python3 -c 'import docker, pandas; print(docker.__version__, pandas.__version__)'")
+                             "python3 -c 'import docker, pandas, psycopg; "
+                             "print(docker.__version__, pandas.__version__, psycopg.__version__, psycopg.pq.__impl__)'")
     lines = versions.splitlines()
     assert lines[0].startswith("ansible [core 2.")
     assert lines[1][:1].isdigit()
     with open(os.path.join(COLLECTION_DIR, "galaxy.yml")) as handle:
         version = yaml.safe_load(handle)["version"]
     assert lines[2].split() == ["rocm.madengine", version]
-    docker_sdk, pandas = (Version(v) for v in lines[3].split())
-    assert docker_sdk >= Version("7.1.0") and pandas >= Version("2.0")
+    docker_sdk, pandas, psycopg = (Version(v) for v in lines[3].split()[:3])
+    assert docker_sdk >= Version("7.1.0") and pandas >= Version("2.0") and psycopg >= Version("3.1")
+    # psycopg's binary wheel: libpq comes with it, nothing was compiled
+    assert lines[3].split()[3] == "binary"
     # the clients a job uses on the controller side
     tools = run_in(image, "for t in ssh ssh-agent ssh-add sshpass rsync git; do command -v $t; done")
     assert [os.path.basename(t) for t in tools.split()] == ["ssh", "ssh-agent", "ssh-add", "sshpass", "rsync", "git"]
@@ -133,7 +136,7 @@ def test_the_image_has_no_compiler_and_nothing_only_the_nodes_need(image):
     # what ansible-builder's introspection found is all the image got of the collection's requirements
     pip = run_in(image, "python3 -m pip list --format=freeze 2>/dev/null")
     names = set(line.split("==")[0].lower() for line in pip.split())
-    assert {"docker", "pandas", "ansible-core", "ansible-runner"} <= names
+    assert {"docker", "pandas", "psycopg", "psycopg-binary", "ansible-core", "ansible-runner"} <= names
     assert not names & {"libvirt-python", "psycopg2", "cython", "setuptools-scm"}
 
 
