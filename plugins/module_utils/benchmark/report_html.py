@@ -16,11 +16,18 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import traceback
 from urllib.parse import quote
 
 from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.baseline import VERDICTS, direction
-from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.report_template import SCRIPT, STYLE, TEMPLATE
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.report_template import (
+    LOG_LINK,
+    ROW_LINE,
+    SCRIPT,
+    STYLE,
+    TEMPLATE,
+)
 from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.rows import STATUSES
 from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError
 
@@ -43,6 +50,7 @@ _SERIES = ["gpu_product", "gpu_architecture", "model", "args", "metric"]
 _RANK = {"regressed": 0, "FAILURE": 1, "TIMEOUT": 1, "improved": 2, "unchanged": 3, "no baseline": 4, "SKIPPED": 5}
 _CHART_W, _CHART_H, _PAD = 170, 38, 4
 _compiled = {}
+_HTML_SPECIAL = re.compile("[&<>'\"]")
 
 
 def _template():
@@ -104,11 +112,33 @@ def to_html(report, title, run_id, comparison=None, database=None, log_url="", o
         missing_nodes=report.missing_hosts, regressions=_regressions(comparison, link), trend_runs=trend_runs,
         classes=_classes(report, frame, comparison, link, trend_runs), nodes=_nodes(report, frame),
         statuses=STATUSES, problems=[dict(r, log=link(r)) for r in report.rows if r["status"] != "SUCCESS"],
-        rows=[(r["model"], r["host"], gpu_label(r["gpu_product"], r["gpu_architecture"]), r["status"],
-               r["performance"], r["metric"], r["baseline_performance"], r["relative_change"], r["verdict"],
-               r["run_id"], r["start_time"], link(r), r["verdict"].replace(" ", "")) for r in report.rows],
+        rows=bool(report.rows), all_rows=_all_rows(report.rows, link),
         style=STYLE, script=SCRIPT)
     return page.encode("utf-8")
+
+
+def escape_cell(value):
+    """``value`` as text escaped as the template's autoescape does (same entities, so the same bytes)."""
+    text = str(value)
+    if not _HTML_SPECIAL.search(text):
+        return text
+    return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            .replace("'", "&#39;").replace('"', "&#34;"))
+
+
+def _all_rows(rows, link):
+    """The lines of the "All rows" table."""
+    lines = []
+    for r in rows:
+        log = link(r)
+        cells = [escape_cell(v) for v in (
+            r["model"], r["host"], gpu_label(r["gpu_product"], r["gpu_architecture"]), r["status"],
+            r["performance"], r["metric"], r["baseline_performance"], r["relative_change"], r["verdict"],
+            r["run_id"], r["start_time"])]
+        cells.append(LOG_LINK.format(escape_cell(log)) if log else "")
+        cells.append(escape_cell(r["verdict"].replace(" ", "")))
+        lines.append(ROW_LINE.format(*cells))
+    return "".join(lines)
 
 
 def _baseline_text(comparison):

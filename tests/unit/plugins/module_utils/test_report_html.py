@@ -135,3 +135,9 @@ def test_missing_node_rows_take_the_class_of_nothing_and_failures_are_listed():
     assert "no GPU recorded" in page  # node9's placeholder rows: no GPU known
     assert '<h2 id="failures">Failures and skips (4)</h2>' in page
     assert '<tr class="missing"><td>node9</td>' in page
+
+
+@pytest.mark.parametrize("value", ["plain", "<b>&'\"x</b>", "a & b", 3.25, None, "", "ünï"])
+def test_row_cells_are_escaped_as_the_template_escapes(value):
+    markupsafe = pytest.importorskip("markupsafe")
+    assert _html.escape_cell(value) == str(markupsafe.escape(str(value)))
