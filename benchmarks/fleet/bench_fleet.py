@@ -3,7 +3,8 @@
 
 1. Fleet scaling: rocm.madengine.benchmark (from the installed collection) with the controller on this
    machine's engine (images built once beforehand, so the runs reuse them and push nothing) and 1, then
-   4, GPU nodes, each a Docker engine of its own (own data root and socket) that really pulls the images
+   4, CPU nodes of a simulated fleet (ci/simulated-fleet.sh: each a Docker engine of its own, with its own
+   data root, socket and bridge; the runs take --limit cpu-1 and --limit cpu) that really pull the images
    from the registry: every node's images are removed before every run.  Rounds alternate between the
    two fleet sizes; medians.  Two catalogues:
    - timed: the three sample models, each running --model-seconds (default 3) in its container before
@@ -23,8 +24,8 @@
 
 Run with the installed collection (MADCI_INSTALLED, else /opt/madci/collections):
     /opt/madci/venv/bin/python benchmarks/fleet/bench_fleet.py [--rounds 3] [--nodes 4] [--model-seconds 3]
-Needs the Docker engine and registry of ci/setup-host.sh and root (it starts its node engines under
-/tmp).  Everything it creates is removed.  Exits 1 when a target is missed.
+Needs the Docker engine and registry of ci/setup-host.sh and root (it starts a simulated fleet under /tmp).
+Everything it creates is removed.  Exits 1 when a target is missed.
 """
 
 from __future__ import annotations
@@ -42,11 +43,12 @@ import time
 import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+FLEET_SCRIPT = os.path.join(REPO, "ci", "simulated-fleet.sh")
 sys.path.insert(0, os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "tests", "unit"))
+sys.path.insert(0, os.path.join(REPO, "tests", "unit"))
 from _collection import leftover_containers, run_module, use_installed_collection
 from docker_helpers import delete_repositories
-from node_engines import start_engines
 
 REGISTRY = os.environ.get("MADCI_REGISTRY", "localhost:5000")
 MAIN_ENGINE = "unix:///var/run/docker.sock"
@@ -72,10 +74,37 @@ def system_cpu():
     return (sum(values) - values[3] - values[4]) / float(os.sysconf("SC_CLK_TCK"))
 
 
-def playbook(inventory, cwd, extra_vars):
+def fleet_script(*args):
+    """ci/simulated-fleet.sh with ``args``, which must succeed."""
+    proc = subprocess.run([FLEET_SCRIPT] + list(args), capture_output=True, text=True, check=False, timeout=900)
+    if proc.returncode != 0:
+        raise SystemExit("simulated-fleet.sh %s failed:\n%s%s" % (" ".join(args), proc.stdout, proc.stderr))
+    return proc
+
+
+def node_hosts(inventory, group):
+    """{node: its engine} of a group of a simulated fleet's inventory."""
+    import yaml
+
+    with open(inventory) as handle:
+        document = yaml.safe_load(handle)
+    hosts = document["all"]["children"]["gpu_nodes"]["children"][group]["hosts"]
+    return dict((name, values["madengine_docker_host"]) for name, values in sorted(hosts.items()))
+
+
+def remove_images(host):
+    """Every image of a node's engine (the node pulls again)."""
+    ids = subprocess.run(["docker", "-H", host, "images", "-q"], capture_output=True, text=True,
+                         check=False).stdout.split()
+    if ids:
+        subprocess.run(["docker", "-H", host, "rmi", "-f"] + sorted(set(ids)), check=False,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def playbook(inventory, cwd, extra_vars, args=()):
     """(wall time, CPU seconds of the whole machine) of one rocm.madengine.benchmark run, which must succeed."""
     command = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", inventory,
-               "rocm.madengine.benchmark", "-e", json.dumps(extra_vars)]
+               "rocm.madengine.benchmark", "-e", json.dumps(extra_vars)] + list(args)
     cpu, started = system_cpu(), time.monotonic()
     proc = subprocess.run(command, cwd=cwd, env=ENV, capture_output=True, text=True, check=False)
     elapsed, cpu = time.monotonic() - started, system_cpu() - cpu
@@ -87,28 +116,6 @@ def playbook(inventory, cwd, extra_vars):
 def rows_of(path):
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))
-
-
-def fleet_inventory(path, mad, engines, prefix):
-    nodes = "\n".join("        node%d: {madengine_docker_host: '%s'}" % (i + 1, e.host) for i, e in enumerate(engines))
-    with open(path, "w") as handle:
-        handle.write("""all:
-  vars:
-    ansible_connection: local
-    madengine_mad_root: '%s'
-    madengine_tags: '%s'
-    madengine_registry: '%s'
-    madengine_image_prefix: '%s'
-    madengine_gpu_vendor: NONE
-    madengine_additional_context: {gpu_vendor: NONE, guest_os: UBUNTU}
-  children:
-    controller:
-      hosts:
-        localhost: {madengine_docker_host: '%s'}
-    gpu_nodes:
-      hosts:
-%s
-""" % (mad, ",".join(SAMPLE_TAGS), REGISTRY, prefix, MAIN_ENGINE, nodes))
 
 
 def timed_catalogue(source, dest, seconds):
@@ -123,20 +130,22 @@ def timed_catalogue(source, dest, seconds):
             handle.writelines(lines)
 
 
-def scaling(engines, root, name, mad, prefix, count, rounds):
+def scaling(fleet, root, name, mad, prefix, count, rounds):
     """Alternating 1-node and ``count``-node runs: {1: [(wall, cpu)], count: [...]}."""
-    inventories = {}
-    for size in (1, count):
-        inventories[size] = os.path.join(root, "%s-%d.yml" % (name, size))
-        fleet_inventory(inventories[size], mad, engines[:size], prefix)
-    playbook(inventories[count], root, {"madengine_output_dir": os.path.join(root, name + "-warm")})  # build once
+    inventory = os.path.join(fleet, "inventory.yml")
+    nodes = node_hosts(inventory, "cpu")
+    limits = {1: sorted(nodes)[0], count: "cpu"}
+    variables = {"madengine_mad_root": mad, "madengine_tags": ",".join(SAMPLE_TAGS), "madengine_image_prefix": prefix}
+    playbook(inventory, root, dict(variables, madengine_output_dir=os.path.join(root, name + "-warm")),
+             ("--limit", "cpu"))  # build once
     found = {1: [], count: []}
     for index in range(rounds):
         for size in ((1, count) if index % 2 == 0 else (count, 1)):
-            for engine in engines:
-                engine.remove_images()
+            for host in nodes.values():
+                remove_images(host)
             out = os.path.join(root, "%s-%d-%d" % (name, size, index))
-            found[size].append(playbook(inventories[size], root, {"madengine_output_dir": out}))
+            found[size].append(playbook(inventory, root, dict(variables, madengine_output_dir=out),
+                                        ("--limit", limits[size])))
             rows = rows_of(os.path.join(out, "perf.csv"))
             if len(rows) != SAMPLE_ROWS * size or any(r["status"] != "SUCCESS" for r in rows):
                 raise SystemExit("the %d-node run (%s) did not give %d SUCCESS rows" % (size, name, SAMPLE_ROWS * size))
@@ -201,14 +210,15 @@ def main():
     prefix = "benchfleet%s-" % session
     root = tempfile.mkdtemp(prefix="madci-bench-fleet-")
     sample = os.path.join(collection, "examples", "sample_mad")
-    engines = start_engines("/tmp/madci-bench-fleet-%s-node" % session, options.nodes)
+    fleet = os.path.join(root, "fleet")
     flow = {"playbook": [], "modules": []}
     try:
+        fleet_script("up", "--out", fleet, "cpu:%d" % options.nodes)
         timed_catalogue(sample, os.path.join(root, "timed"), options.model_seconds)
-        timed = scaling(engines, root, "timed", os.path.join(root, "timed"), prefix + "t-", options.nodes,
+        timed = scaling(fleet, root, "timed", os.path.join(root, "timed"), prefix + "t-", options.nodes,
                         options.rounds)
         shutil.copytree(sample, os.path.join(root, "instant"))
-        instant = scaling(engines, root, "instant", os.path.join(root, "instant"), prefix + "i-", options.nodes,
+        instant = scaling(fleet, root, "instant", os.path.join(root, "instant"), prefix + "i-", options.nodes,
                           options.rounds)
 
         local = os.path.join(collection, "inventories", "local")
@@ -222,13 +232,14 @@ def main():
                 raise SystemExit("the end-to-end run did not give %d SUCCESS rows" % SAMPLE_ROWS)
             flow["modules"].append(modules_flow(modules, sample, root, prefix, index))
     finally:
-        for engine in engines:
-            engine.destroy()
+        if os.path.exists(os.path.join(fleet, "fleet.json")):
+            fleet_script("down", fleet)
         left = cleanup(prefix)
         shutil.rmtree(root, ignore_errors=True)
 
     n = options.nodes
-    print("benchmark.yml on simulated nodes (one Docker engine each, all on this machine's %d CPUs); medians of %d "
+    print("benchmark.yml on a simulated fleet (ci/simulated-fleet.sh: one Docker engine per node, all on this "
+          "machine's %d CPUs); medians of %d "
           "alternating rounds" % (os.cpu_count(), options.rounds))
     print("")
     ratios = {}

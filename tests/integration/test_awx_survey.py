@@ -115,7 +115,8 @@ def test_every_default_is_the_roles(question):
     {"madengine_tags": "pyt_huggingface_gpt2"},
     {"madengine_tags": "dummy, dummy2/all", "madengine_timeout": 0, "madengine_pull_throttle": "4",
      "madengine_registry": "build01.example.com:5000", "madengine_additional_context": '{"guest_os": "UBUNTU"}',
-     "madengine_rebuild": "always", "madengine_rerun_failed": "true", "madengine_fail_on_model_failure": "true"},
+     "madengine_rebuild": "always", "madengine_rerun_failed": "true", "madengine_fail_on_model_failure": "true",
+     "madengine_matrix": "shard"},
 ], ids=["defaults", "every-answer"])
 def test_what_a_launch_sends_passes_the_argument_specs(answers):
     sent = survey_extra_vars(load_survey(), answers)
@@ -127,7 +128,7 @@ def test_what_a_launch_sends_passes_the_argument_specs(answers):
         # defaults: strings from the choice questions, nothing for the optional ones without a valid default
         assert sent == {"madengine_tags": "pyt_huggingface_gpt2", "madengine_pull_throttle": "0",
                         "madengine_rebuild": "never", "madengine_rerun_failed": "false",
-                        "madengine_fail_on_model_failure": "false"}
+                        "madengine_fail_on_model_failure": "false", "madengine_matrix": "all"}
 
 
 def test_a_launch_the_survey_refuses():
