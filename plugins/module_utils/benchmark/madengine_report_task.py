@@ -67,6 +67,8 @@ def database_location(module):
     if location.kind == "postgresql" and _db.psycopg is None:
         module.fail_json(msg=missing_required_lib("psycopg"), exception=_db.PSYCOPG_IMPORT_ERROR)
     return location
+
+
 def _durations(path):
     """The median test_duration of each row model's SUCCESS rows in a merged CSV; {} when the file does not exist."""
     if not os.path.exists(path):
