@@ -165,8 +165,9 @@ def test_a_check_job_plans_the_limited_nodes_in_the_ee(image, ssh_fleet, tmp_pat
         assert planned["timeout"] == 300 and planned["container"]["environment"]["MAD_GUEST_OS"] == "UBUNTU"
     (matrix,) = [e for e in job.task_events("Show the planned matrix (dry run; no report is written)")
                  if e["event"] == "runner_on_ok"]
-    assert matrix["event_data"]["res"]["msg"] == dict(
-        (node, {"dummy": "run", "dummy_multi": "run"}) for node in IN_LIMIT)
+    assert matrix["event_data"]["res"]["msg"] == dict((node, {"dummy": "run %sdummy_cpu.ubuntu" % PREFIX,
+                                                             "dummy_multi": "run %sdummy_multi_cpu.ubuntu" % PREFIX})
+                                                      for node in IN_LIMIT)
     assert LEFT_OUT not in job.stdout
     # nothing was written: no results, no report
     assert not os.listdir(results)
