@@ -60,11 +60,23 @@ gate_pytest() {
   (cd "$SRC" && python -m pytest -p no:cacheprovider ${PYTEST_ARGS:-} tests)
 }
 
+# Benchmarks listed in benchmarks/open-targets run with the arguments given there; their miss is reported, not
+# failed (the list says why each target is still open).
 gate_bench() {
-  local rc=0 script
+  local rc=0 script name open args
   for script in "$SRC"/benchmarks/*/bench_*.py; do
-    echo "---- $(basename "$script")"
-    python "$script" || rc=1
+    name=${script#"$SRC"/benchmarks/}
+    open=$(grep -E "^${name//./\\.}( |$)" "$SRC/benchmarks/open-targets" || true)
+    args=$(printf '%s' "${open%%#*}" | cut -s -d' ' -f2-)
+    echo "---- $name $args"
+    # shellcheck disable=SC2086  # the arguments of open-targets are words
+    if python "$script" $args; then
+      [ -z "$open" ] || echo "[bench] $name meets its target now: remove it from benchmarks/open-targets"
+    elif [ -n "$open" ]; then
+      echo "[bench] $name: target open (benchmarks/open-targets)"
+    else
+      rc=1
+    fi
   done
   return $rc
 }
