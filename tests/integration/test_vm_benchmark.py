@@ -189,10 +189,10 @@ def test_every_node_runs_its_models_in_its_own_vm_and_is_left_clean(first, site,
         assert vm["overlay"] == str(first["dirs"]["images"] / (vm_name(node) + ".qcow2"))
         # every node's rows come from its own VM: deployment type vm, the VM's UUID, the node as host
         assert set((r["deployment_type"], r["vm_id"]) for r in rows if r["host"] == node) == {("vm", vm["uuid"])}
-        # one task item per model, run inside the VM (delegated to the VM's inventory host)
-        per_model = task_results(out, RUN)[node]["results"]
-        assert [item["item"] for item in per_model] == MODELS
-        assert all(item["_ansible_delegated_vars"]["ansible_delegated_host"] == vm_name(node) for item in per_model)
+        # one madengine_run for the node's models, run inside the VM (delegated to the VM's inventory host)
+        run = task_results(out, RUN)[node]
+        assert [r["model"] for r in run["runs"]] == MODELS
+        assert run["_ansible_delegated_vars"]["ansible_delegated_host"] == vm_name(node)
         # the node's facts are its rows
         facts = task_results(out, "Publish this node's rows as its facts (and, in check mode, its plan)")[node]
         assert [(r["model"], r["vm_id"]) for r in facts["ansible_facts"]["madengine_results"]] == [

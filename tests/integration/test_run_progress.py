@@ -1,0 +1,107 @@
+"""What an operator sees while benchmark.yml runs: each model's start and end, live, on the playbook's stdout.
+
+rocm.madengine.benchmark (installed collection, default stdout callback, default verbosity) on this machine as
+controller and node, with a model that runs SLOW_SECONDS in its container and a quick one after it.  The
+playbook's stdout is read line by line as it is written: the slow model's start line must come first, its
+end line SLOW_SECONDS later (not all at the end of the task), each within 10 s of what it reports, with the
+node's running count, and the node's async job and journal must be gone afterwards.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+import yaml
+from conftest import MAIN_ENGINE, SAMPLE_MAD, ansible_env
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+SESSION = uuid.uuid4().hex[:8]
+PREFIX = "prog%s-" % SESSION
+SLOW_SECONDS = 12
+MODELS = ["slow_dummy", "dummy"]
+
+
+def catalogue(root):
+    mad = root / "mad"
+    shutil.copytree(SAMPLE_MAD, mad)
+    script = mad / "scripts" / "sample" / "run_slow.sh"
+    script.write_text("#!/bin/bash\necho slow model starts\nsleep %d\necho 'performance: 42.5 samples_per_second'\n"
+                      % SLOW_SECONDS)
+    models = json.loads((mad / "models.json").read_text())
+    slow = dict(next(m for m in models if m["name"] == "dummy"), name="slow_dummy",
+                scripts="scripts/sample/run_slow.sh", tags=["progress"])
+    (mad / "models.json").write_text(json.dumps(models + [slow], indent=1))
+    return mad
+
+
+def watch(command, env, cwd):
+    """(returncode, [(time read, line)]) of a command whose stdout is read as it is written."""
+    lines = []
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=cwd)
+    for line in proc.stdout:
+        lines.append((time.time(), line.rstrip("\n")))
+    return proc.wait(timeout=600), lines
+
+
+def seen(lines, pattern):
+    found = [(at, line) for at, line in lines if re.fullmatch(pattern, line)]
+    assert len(found) == 1, "\n".join(line for _at, line in lines)
+    return found[0]
+
+
+def test_each_model_start_and_end_show_live_with_the_count(tmp_path, main_api):
+    mad = catalogue(tmp_path)
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text(yaml.safe_dump({"all": {
+        "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+                 "madengine_mad_root": str(mad), "madengine_tags": ",".join(MODELS),
+                 "madengine_image_prefix": PREFIX, "madengine_gpu_vendor": "NONE",
+                 "madengine_docker_host": MAIN_ENGINE, "madengine_output_dir": str(tmp_path / "results"),
+                 "madengine_additional_context": {"gpu_vendor": "NONE", "guest_os": "UBUNTU"}},
+        "children": {"controller": {"hosts": {"localhost": {}}}, "gpu_nodes": {"hosts": {"localhost": {}}}}}}))
+    async_dir = tmp_path / "async"
+    env = ansible_env(ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default", ANSIBLE_ASYNC_DIR=str(async_dir))
+    command = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", str(inventory),
+               "rocm.madengine.benchmark"]
+    rc, lines = watch(command, env, str(tmp_path))
+    log = "\n".join(line for _at, line in lines)
+    assert rc == 0, log
+
+    plan = seen(lines, r"localhost: 2 model\(s\) to run: slow_dummy, dummy")
+    start = seen(lines, r"localhost: \[1/2\] slow_dummy started, log (/\S+\.run\.live\.log)")
+    end = seen(lines, r"localhost: \[1/2 done\] slow_dummy SUCCESS in ([\d.]+) s \(1 row\)")
+    quick_start = seen(lines, r"localhost: \[2/2\] dummy started, log /\S+")
+    quick_end = seen(lines, r"localhost: \[2/2 done\] dummy SUCCESS in [\d.]+ s \(1 row\)")
+    assert plan[0] <= start[0] < end[0] <= quick_start[0] <= quick_end[0]
+    elapsed = float(re.search(r"in ([\d.]+) s", end[1]).group(1))
+    assert elapsed >= SLOW_SECONDS
+    # the start was shown while the model ran, not with its end
+    assert end[0] - start[0] >= elapsed - 10, log
+    # the end was shown within 10 s of the model's end (its row's end_time, whole seconds)
+    with open(tmp_path / "results" / "perf.csv", newline="") as handle:
+        rows = dict((r["model"], r) for r in csv.DictReader(handle))
+    ended = datetime.datetime.strptime(rows["slow_dummy"]["end_time"], "%Y-%m-%dT%H:%M:%SZ").replace(
+        tzinfo=datetime.timezone.utc).timestamp()
+    assert -1 <= end[0] - ended <= 10, log
+    assert rows["slow_dummy"]["status"] == rows["dummy"]["status"] == "SUCCESS"
+    # the start line names the run log to follow on the node: the model's output is there
+    log_path = re.fullmatch(r".* log (\S+)", start[1]).group(1)
+    assert log_path == rows["slow_dummy"]["log_path"]
+    with open(log_path) as handle:
+        assert "slow model starts" in handle.read()
+    # the lines belong to the task that runs the models
+    run_task = [at for at, line in lines if line.startswith("TASK [") and "Run each model" in line]
+    assert len(run_task) == 1 and run_task[0] <= plan[0], log
+    # the job's result file and journal were removed from the async directory
+    assert not async_dir.exists() or os.listdir(async_dir) == [], os.listdir(async_dir)
