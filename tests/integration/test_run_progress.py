@@ -17,6 +17,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import uuid
 
@@ -29,6 +30,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 SESSION = uuid.uuid4().hex[:8]
 PREFIX = "prog%s-" % SESSION
 SLOW_SECONDS = 12
+DOWN_SECONDS = 6
 MODELS = ["slow_dummy", "dummy"]
 
 
@@ -45,13 +47,27 @@ def catalogue(root):
     return mad
 
 
-def watch(command, env, cwd):
+def watch(command, env, cwd, stderr=subprocess.DEVNULL, on_line=None):
     """(returncode, [(time read, line)]) of a command whose stdout is read as it is written."""
     lines = []
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=cwd)
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env, cwd=cwd)
     for line in proc.stdout:
         lines.append((time.time(), line.rstrip("\n")))
+        if on_line:
+            on_line(lines[-1][1])
     return proc.wait(timeout=600), lines
+
+
+def inventory_file(tmp_path, mad, node="localhost", **node_vars):
+    path = tmp_path / "inventory.yml"
+    path.write_text(yaml.safe_dump({"all": {
+        "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+                 "madengine_mad_root": str(mad), "madengine_tags": ",".join(MODELS),
+                 "madengine_image_prefix": PREFIX, "madengine_gpu_vendor": "NONE",
+                 "madengine_docker_host": MAIN_ENGINE, "madengine_output_dir": str(tmp_path / "results"),
+                 "madengine_additional_context": {"gpu_vendor": "NONE", "guest_os": "UBUNTU"}},
+        "children": {"controller": {"hosts": {"localhost": {}}}, "gpu_nodes": {"hosts": {node: node_vars}}}}}))
+    return str(path)
 
 
 def seen(lines, pattern):
@@ -62,17 +78,10 @@ def seen(lines, pattern):
 
 def test_each_model_start_and_end_show_live_with_the_count(tmp_path, main_api):
     mad = catalogue(tmp_path)
-    inventory = tmp_path / "inventory.yml"
-    inventory.write_text(yaml.safe_dump({"all": {
-        "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
-                 "madengine_mad_root": str(mad), "madengine_tags": ",".join(MODELS),
-                 "madengine_image_prefix": PREFIX, "madengine_gpu_vendor": "NONE",
-                 "madengine_docker_host": MAIN_ENGINE, "madengine_output_dir": str(tmp_path / "results"),
-                 "madengine_additional_context": {"gpu_vendor": "NONE", "guest_os": "UBUNTU"}},
-        "children": {"controller": {"hosts": {"localhost": {}}}, "gpu_nodes": {"hosts": {"localhost": {}}}}}}))
+    inventory = inventory_file(tmp_path, mad)
     async_dir = tmp_path / "async"
     env = ansible_env(ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default", ANSIBLE_ASYNC_DIR=str(async_dir))
-    command = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", str(inventory),
+    command = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", inventory,
                "rocm.madengine.benchmark"]
     rc, lines = watch(command, env, str(tmp_path))
     log = "\n".join(line for _at, line in lines)
@@ -105,3 +114,38 @@ def test_each_model_start_and_end_show_live_with_the_count(tmp_path, main_api):
     assert len(run_task) == 1 and run_task[0] <= plan[0], log
     # the job's result file and journal were removed from the async directory
     assert not async_dir.exists() or os.listdir(async_dir) == [], os.listdir(async_dir)
+
+
+def test_a_link_dropped_while_a_model_runs_loses_no_result(tmp_path, main_api):
+    """node1's connection fails from its slow model's start for DOWN_SECONDS: the run goes on, its rows arrive."""
+    mad = catalogue(tmp_path)
+    inventory = inventory_file(tmp_path, mad, node="node1", ansible_connection="flaky_local")
+    down = tmp_path / "link-down"
+    env = ansible_env(ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default", FLAKY_LOCAL_DOWN=str(down),
+                      ANSIBLE_CONNECTION_PLUGINS=os.path.join(os.path.dirname(__file__), "playbooks",
+                                                              "connection_plugins"))
+    timers = []
+
+    def drop_link(line):
+        if re.match(r"node1: \[1/2\] slow_dummy started", line):
+            down.write_text("down")
+            timers.append(threading.Timer(DOWN_SECONDS, down.unlink))
+            timers[-1].start()
+
+    command = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", inventory,
+               "rocm.madengine.benchmark"]
+    rc, lines = watch(command, env, str(tmp_path), stderr=subprocess.STDOUT, on_line=drop_link)
+    for timer in timers:
+        timer.join()
+    log = "\n".join(line for _at, line in lines)
+    assert rc == 0 and len(timers) == 1, log
+    texts = [line for _at, line in lines]
+    lost = [i for i, line in enumerate(texts) if "node1: unreachable while its models run" in line]
+    back = [i for i, line in enumerate(texts) if line == "node1: reachable again"]
+    start = texts.index(next(t for t in texts if t.startswith("node1: [1/2] slow_dummy started")))
+    end = texts.index(next(t for t in texts if t.startswith("node1: [1/2 done] slow_dummy SUCCESS")))
+    # the warning goes to stderr (its place among the stdout lines is not kept); the rest is stdout, in order
+    assert len(lost) == 1 and len(back) == 1 and start < back[0] < end, log
+    with open(tmp_path / "results" / "perf.csv", newline="") as handle:
+        rows = [(r["host"], r["model"], r["status"]) for r in csv.DictReader(handle)]
+    assert rows == [("node1", "slow_dummy", "SUCCESS"), ("node1", "dummy", "SUCCESS")], log
