@@ -98,7 +98,10 @@ class Watch(object):
         own_journal = not args.get("progress_file")
         if own_journal:
             args["progress_file"] = "%s/madengine-progress-%s.jsonl" % (async_dir.rstrip("/"), secrets.token_hex(6))
+        launch = time.monotonic()
         started = self.action.start_job(args, self.task_vars)
+        display.vv("%s: madengine_run started as async job %s in %.2f s" % (self.node, started.get("ansible_job_id"),
+                                                                          time.monotonic() - launch))
         if started.get("failed") or "results_file" not in started:
             return started
         job_file = started["results_file"]
@@ -119,8 +122,10 @@ class Watch(object):
                    % (shlex.quote(journal), MARK, shlex.quote(job_file)))
         lost_since = None
         wait = FIRST_POLL_SECONDS
+        polls = 0
         while True:
             time.sleep(wait)
+            polls += 1
             wait = min(wait * 2, POLL_SECONDS)
             try:
                 out = self.action.shell(command % (self.offset + 1))
@@ -147,6 +152,7 @@ class Watch(object):
                 return {"failed": True, "msg": "The async job of madengine_run on %s is gone (%s does not exist)."
                                                % (self.node, job_file)}
             if not state.startswith('{"started"'):
+                display.vv("%s: the async job ended; %d polls" % (self.node, polls))
                 return self.finish(job_file, journal)
 
     def show(self, text):
