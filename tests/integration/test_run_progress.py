@@ -149,3 +149,28 @@ def test_a_link_dropped_while_a_model_runs_loses_no_result(tmp_path, main_api):
     with open(tmp_path / "results" / "perf.csv", newline="") as handle:
         rows = [(r["host"], r["model"], r["status"]) for r in csv.DictReader(handle)]
     assert rows == [("node1", "slow_dummy", "SUCCESS"), ("node1", "dummy", "SUCCESS")], log
+
+
+def test_awx_shows_the_lines_as_verbose_events_of_the_task(tmp_path, main_api):
+    """Under ansible-runner (AWX's runner, its awx_display callback) each line is a job event of the task."""
+    ansible_runner = pytest.importorskip("ansible_runner")
+    mad = catalogue(tmp_path)
+    data = tmp_path / "runner"
+    (data / "project").mkdir(parents=True)
+    (data / "project" / "run.yml").write_text(
+        "- name: The benchmark\n  ansible.builtin.import_playbook: rocm.madengine.benchmark\n")
+    inventory = inventory_file(tmp_path, mad)
+    env = ansible_env()
+    keys = ("ANSIBLE_COLLECTIONS_PATH", "ANSIBLE_PYTHON_INTERPRETER", "ANSIBLE_LOCALHOST_WARNING")
+    run = ansible_runner.run(private_data_dir=str(data), playbook="run.yml", inventory=inventory, quiet=True,
+                             envvars=dict((k, env[k]) for k in keys))
+    events = list(run.events)
+    stdout = "\n".join(e.get("stdout", "") for e in events)
+    assert run.rc == 0, stdout
+    ours = [e for e in events if re.match(r"localhost: (\[|2 model)", e.get("stdout", ""))]
+    assert [e["stdout"].split(" log ")[0] for e in ours][:2] == [
+        "localhost: 2 model(s) to run: slow_dummy, dummy", "localhost: [1/2] slow_dummy started,"], stdout
+    assert len(ours) == 5 and all(e["event"] == "verbose" for e in ours), stdout
+    assert all(e["event_data"].get("task", "").endswith("Run each model") for e in ours), ours
+    ok = [e for e in events if e["event"] == "runner_on_ok" and e["event_data"]["task"].endswith("Run each model")]
+    assert len(ok) == 1 and ours[-1]["counter"] < ok[0]["counter"]
