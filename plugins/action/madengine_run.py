@@ -100,8 +100,9 @@ class Watch(object):
             args["progress_file"] = "%s/madengine-progress-%s.jsonl" % (async_dir.rstrip("/"), secrets.token_hex(6))
         launch = time.monotonic()
         started = self.action.start_job(args, self.task_vars)
-        display.vv("%s: madengine_run started as async job %s in %.2f s" % (self.node, started.get("ansible_job_id"),
-                                                                          time.monotonic() - launch))
+        took = time.monotonic() - launch
+        display.vv("%s: madengine_run started as async job %s in %.2f s"
+                   % (self.node, started.get("ansible_job_id"), took))
         if started.get("failed") or "results_file" not in started:
             return started
         job_file = started["results_file"]
