@@ -32,6 +32,14 @@ PKGS="$PKGS mmdebstrap openssh-client iptables"
 # The real Debian guest of the VM tests (ci/guest-image.sh): mmdebstrap (+ dpkg-architecture for its
 # eatmydata hook), mkfs.ext4 -d; libvirt NAT networks (dnsmasq, iptables) and ssh into the guest.
 PKGS="$PKGS mmdebstrap dpkg-dev e2fsprogs dnsmasq-base iptables openssh-client"
+# The results database tests start their own PostgreSQL server (initdb/pg_ctl on a private port and directory);
+# the report tests load the HTML report in headless Chromium through chromedriver.
+PKGS="$PKGS postgresql chromium chromium-driver fonts-dejavu-core"
+# Debian's postgresql package makes and starts a "main" cluster unless told not to: the tests need none.
+if ! dpkg-query -W -f='${Status}' postgresql-common 2>/dev/null | grep -q 'install ok installed'; then
+  mkdir -p /etc/postgresql-common/createcluster.d
+  echo "create_main_cluster = false" >/etc/postgresql-common/createcluster.d/madci.conf
+fi
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"

@@ -195,3 +195,12 @@ def engines(request):
 
     with node_engines("/tmp/madci-%s" % request.module.PREFIX, request.module.NODES) as started:
         yield started
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A private PostgreSQL server (Debian's binaries, a temporary data directory, a free loopback port)."""
+    from pg_server import postgres_server
+
+    with postgres_server() as server:
+        yield server

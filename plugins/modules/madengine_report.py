@@ -9,13 +9,14 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: madengine_report
-short_description: Merge every node's result rows into one CSV and an HTML report, or plan a re-run
+short_description: Merge every node's rows into one CSV and an HTML report, compare them with history, or plan a re-run
 version_added: 0.1.0
 description:
   - Runs on the controller (use C(delegate_to) and C(run_once)). Merges the rows every node returned
     (the C(madengine_results) facts of M(rocm.madengine.madengine_run)) into one CSV with the collection's
-    row schema, and writes a self-contained HTML report with a summary table, counts per status, the
-    nodes, and one chart per model across nodes.
+    row schema, and writes a self-contained HTML report (a Jinja2 template) with counts per status and verdict,
+    the regressions first, one section per GPU class with a trend chart per model, the nodes, the failures and
+    every row linked to its run log, in tables that sort and filter in the page.
   - Failed rows are kept. A node that returned nothing is named in RV(missing_hosts) and the summary and,
     when O(models) is given, every expected (model, node) pair without a row gets a C(FAILURE) row that says
     why (O(fill_missing)).
@@ -24,6 +25,16 @@ description:
   - With O(previous_csv), reads a previous merged CSV and returns in RV(rerun) the failed or missing
     (model, node) pairs, per node, so a playbook can run only those. When O(results) is given as well,
     the rows of the previous CSV are kept for every pair the new results do not cover.
+  - Stores the run in a results database (O(results_db); by default a SQLite file in O(output_dir), or a
+    PostgreSQL database) and compares each C(SUCCESS) row with its baseline, by default the latest earlier run
+    of the same model, arguments and GPU class (O(baseline_scope)), or a pinned run (O(baseline_run)) or CSV
+    (O(baseline_csv)). Each row gets C(relative_change) (percent), C(baseline_performance), C(baseline_run_id)
+    and a C(verdict) (C(improved), C(unchanged), C(regressed) or C(no baseline)), judged against O(thresholds)
+    in the direction of the metric (O(metric_directions)).
+  - A results database that cannot be opened, is damaged or has a newer schema is found before anything is
+    written; it is a warning and RV(database.error) (also in RV(summary)), and the CSV and the report are
+    written without history.
+  - With O(import_csv), stores the sessions of a madengine C(perf.csv) in the results database as history.
 author:
   - ROCm madengine maintainers (@rocm)
 extends_documentation_fragment:
@@ -40,6 +51,8 @@ attributes:
     support: full
 requirements:
   - pandas >= 1.3 on the controller
+  - Jinja2 on the controller, for the HTML report
+  - psycopg >= 3.1 on the controller, for a PostgreSQL results database
 options:
   results:
     description:
@@ -110,11 +123,109 @@ options:
     choices: [FAILURE, TIMEOUT, SKIPPED]
     default: [FAILURE, TIMEOUT]
   max_failed:
-    description: At most this many failed pairs are named in RV(summary.failed) (the total is always given).
+    description:
+      - At most this many failed pairs are named in RV(summary.failed), and regressions in RV(summary.regressed)
+        (the totals are always given).
     type: int
     default: 20
+  json_name:
+    description:
+      - File name in O(output_dir) of the summary as JSON (RV(summary) and every regression) for other tools.
+      - Empty writes no JSON file.
+    type: str
+    default: ""
+  history:
+    description:
+      - Store the run in the results database and compare the rows with the runs before it.
+      - False opens no database; rows are then compared only with O(baseline_csv).
+    type: bool
+    default: true
+  results_db:
+    description:
+      - The results database. Empty is C(history.sqlite) in O(output_dir). A C(postgresql://) (or C(postgres://))
+        URL is a PostgreSQL database (libpq URL, for example
+        C(postgresql://bench@db.lab:5432/results?sslmode=require)); anything else a SQLite file, relative to
+        O(output_dir).
+      - A password in the URL never appears in results or messages; prefer C(PGPASSWORD) or C(~/.pgpass) of the
+        controller.
+      - The schema (tables C(madengine_schema), C(madengine_runs), C(madengine_results)) is created or migrated
+        when needed; a database with a newer schema is not touched.
+    type: str
+    default: ""
+  baseline_scope:
+    description:
+      - What a row is compared with when the baseline is not pinned. C(gpu_class) is the latest earlier run with
+        the same model, arguments, metric and GPU class (product and architecture); C(node) also requires the
+        same node.
+    type: str
+    choices: [gpu_class, node]
+    default: gpu_class
+  baseline_run:
+    description:
+      - Pin the baseline to this stored run id (every row is compared with that run's rows of its series).
+      - An id that is not in the results database fails the task before anything is written. Not with
+        O(baseline_csv).
+    type: str
+  baseline_csv:
+    description:
+      - Pin the baseline to the SUCCESS rows of this CSV (a merged CSV, or a madengine C(perf.csv)). It needs
+        C(model) and C(performance) columns; columns it lacks (C(gpu_product), C(args), ...) match any row.
+    type: path
+  thresholds:
+    description:
+      - When a change counts, in percent of the baseline (at least this much worse is C(regressed), at least
+        this much better C(improved)).
+    type: dict
+    default: {}
+    suboptions:
+      default:
+        description: Threshold of every row without a more specific one.
+        type: float
+        default: 5.0
+      models:
+        description:
+          - "Per model, C({model: percent}); a selected model's threshold also holds for its C(multiple_results)
+            rows. Wins over O(thresholds.gpu_architectures)."
+        type: dict
+        default: {}
+      gpu_architectures:
+        description: "Per GPU architecture, C({gfx942: 3})."
+        type: dict
+        default: {}
+  metric_directions:
+    description:
+      - "Whether a higher or a lower figure is better, per metric name: C({latency_ms: lower})."
+      - Without an entry, names with C(per_second), C(/s), C(throughput), C(tokens), C(samples), C(flops), ... are
+        higher-is-better and names with C(latency), C(time), C(duration), C(seconds), C(_ms), ... lower-is-better;
+        any other name is higher-is-better.
+    type: dict
+    default: {}
+  trend_runs:
+    description: Number of runs the report's trend charts show (this one included).
+    type: int
+    default: 10
+  log_url:
+    description:
+      - Link of a row's run log in the report, a template with C({host}), C({log_path}), C({log_name}),
+        C({run_id}) and C({model}), for example C(https://logs.lab/{host}{log_path}).
+      - Empty links the log path (relative when the log is under O(output_dir)).
+    type: str
+    default: ""
+  import_csv:
+    description:
+      - A madengine C(perf.csv), appended to over many sessions, to store in the results database as history.
+        Its rows are cut into sessions where the C(build_number) changes or a (model, args, machine) comes
+        again; each session is a run C(import-<digest>) placed before every timed run. Importing the same
+        (or a grown) file again adds only what is new.
+      - A results database that cannot be used fails the task.
+    type: path
 notes:
   - Keep the summary small for AWX; the full table is in the CSV and the nodes' facts.
+  - Rows are stored under their own C(run_id) (rows carried over from O(previous_csv) keep theirs); collecting
+    the same run again adds or updates rows and never deletes any. Runs are ordered by their first start time;
+    the runs of the rows in O(results) are compared with the runs before the first of them, never with each other.
+  - Writers lock the database (C(BEGIN IMMEDIATE) in SQLite, an advisory lock in PostgreSQL), so runs collected
+    at the same time are all stored.
 seealso:
   - module: rocm.madengine.madengine_discover
   - name: The rocm.madengine.result_collection role
@@ -147,6 +258,33 @@ EXAMPLES = r"""
 - name: Each node runs only its failed or missing models
   ansible.builtin.debug:
     msg: "{{ plan.rerun[inventory_hostname] | default([]) }}"
+
+- name: Merge into a lab's PostgreSQL history, with stricter thresholds on MI300X, and fail on regressions
+  rocm.madengine.madengine_report:
+    results: "{{ rows_per_node }}"
+    output_dir: results
+    results_db: postgresql://bench@db.lab.example/results
+    thresholds:
+      default: 5
+      gpu_architectures: {gfx942: 3}
+      models: {pyt_huggingface_bert: 10}
+    json_name: summary.json
+  delegate_to: localhost
+  run_once: true
+  register: report
+
+- name: Stop when anything regressed
+  ansible.builtin.assert:
+    that: report.summary.regressed_total == 0
+    fail_msg: "Regressed: {{ report.summary.regressed | join(', ') }}"
+  run_once: true
+
+- name: Import the history of a madengine perf.csv
+  rocm.madengine.madengine_report:
+    import_csv: /srv/mad/perf.csv
+    output_dir: results
+  delegate_to: localhost
+  run_once: true
 """
 
 RETURN = r"""
@@ -160,6 +298,67 @@ html_path:
   returned: when O(results) is given and O(html) is true
   type: str
   sample: /home/user/results/perf.html
+json_path:
+  description: Absolute path of the JSON summary.
+  returned: when O(results) and O(json_name) are given
+  type: str
+  sample: /home/user/results/summary.json
+regressions:
+  description: Every regressed row, the largest change first.
+  returned: when O(results) is given
+  type: list
+  elements: dict
+  sample:
+    - {model: dummy, host: node1, gpu_product: AMD Instinct MI300X, gpu_architecture: gfx942,
+       metric: samples_per_second, performance: "80.0", baseline: "100.0", baseline_run_id: job-41,
+       relative_change: "-20.00", threshold: 5.0, log_path: /var/tmp/madengine/dummy.log}
+database:
+  description: The results database of this run.
+  returned: when O(results) is given
+  type: dict
+  contains:
+    location:
+      description: SQLite path, or the PostgreSQL URL without its password; null without a database.
+      type: str
+      sample: /home/user/results/history.sqlite
+    stored:
+      description: Whether the run is stored (false in check mode and when the database could not be used).
+      type: bool
+      sample: true
+    error:
+      description: Why the database could not be used, or null.
+      type: str
+      sample: null
+    rows_written:
+      description: Rows added or changed (that would be, in check mode); 0 when the run was already stored.
+      type: int
+      sample: 12
+imported:
+  description: What O(import_csv) stored.
+  returned: when O(import_csv) is given
+  type: dict
+  contains:
+    path:
+      description: The imported file.
+      type: str
+      sample: /srv/mad/perf.csv
+    runs:
+      description: The run ids of its sessions, in file order.
+      type: list
+      elements: str
+      sample: [import-3f2a9c0d1b7e]
+    runs_added:
+      description: Sessions that were not stored before.
+      type: int
+      sample: 1
+    rows_written:
+      description: Rows added or changed.
+      type: int
+      sample: 4
+    database:
+      description: Where they were stored (without password).
+      type: str
+      sample: /home/user/results/history.sqlite
 rows:
   description: Number of rows in the merged CSV (placeholders and carried-over rows included).
   returned: when O(results) is given
@@ -224,6 +423,28 @@ summary:
       type: list
       elements: str
       sample: []
+    verdicts:
+      description: SUCCESS rows per verdict; every verdict is present.
+      type: dict
+      sample: {regressed: 1, improved: 0, unchanged: 9, no baseline: 0}
+    regressed:
+      description: Up to O(max_failed) regressed rows as C(model@node change%), the largest change first.
+      type: list
+      elements: str
+      sample: [dummy@node1 -20.00%]
+    regressed_total:
+      description: Number of regressed rows.
+      type: int
+      sample: 1
+    database:
+      description: "The results database: C(location) (without password, null without one), C(stored) and C(error)
+        (null, or why it could not be used: the run is then neither stored nor compared with history)."
+      type: dict
+      sample: {location: /home/user/results/history.sqlite, stored: true, error: null}
+    json:
+      description: Path of the JSON summary, null when not written.
+      type: str
+      sample: null
     csv:
       description: Path of the merged CSV.
       type: str
@@ -270,9 +491,24 @@ def main():
             rerun_statuses=dict(type="list", elements="str", choices=["FAILURE", "TIMEOUT", "SKIPPED"],
                                 default=["FAILURE", "TIMEOUT"]),
             max_failed=dict(type="int", default=20),
+            json_name=dict(type="str", default=""),
+            history=dict(type="bool", default=True),
+            results_db=dict(type="str", default="", no_log=True),
+            baseline_scope=dict(type="str", choices=["gpu_class", "node"], default="gpu_class"),
+            baseline_run=dict(type="str"),
+            baseline_csv=dict(type="path"),
+            thresholds=dict(type="dict", default={}, options=dict(
+                default=dict(type="float", default=5.0),
+                models=dict(type="dict", default={}),
+                gpu_architectures=dict(type="dict", default={}),
+            )),
+            metric_directions=dict(type="dict", default={}),
+            trend_runs=dict(type="int", default=10),
+            log_url=dict(type="str", default=""),
+            import_csv=dict(type="path"),
         ),
-        required_one_of=[("results", "previous_csv")],
-        required_by=dict(results="output_dir"),
+        required_one_of=[("results", "previous_csv", "import_csv")],
+        required_by=dict(results="output_dir", import_csv="output_dir"),
         supports_check_mode=True,
     )
     run(module)

@@ -46,17 +46,16 @@ author:
 extends_documentation_fragment:
   - rocm.madengine.attributes
   - rocm.madengine.attributes.ACTION_GROUP
+  - rocm.madengine.attributes.ACTION_WORKER
   - rocm.madengine.docker
 attributes:
   action:
-    description: Whether the task runs an action plugin on the controller.
     support: full
     details:
       - The action plugin starts the node's run as an async job and shows its progress journal (see O(progress_file))
         until the job ends, then reads the job's result; a node unreachable for a while during the run is retried for
         up to 10 minutes (the job goes on meanwhile, its rows are kept in O(output)) before the task fails.
   async:
-    description: Whether the task can run with C(async).
     support: full
     details:
       - With C(async) on the task the run is the usual async job; nothing is shown while it runs.

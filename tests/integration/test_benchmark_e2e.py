@@ -228,6 +228,11 @@ def test_second_run_builds_pushes_and_pulls_nothing(second, first, fleet, main_a
         (node, model, status) for node in NODES for model, status in NODE_ROWS]
     first_ids = set(r["run_id"] for r in read_csv_rows_of(first))
     assert set(r["run_id"] for r in rows).isdisjoint(first_ids)
+    # compared with the first run, stored in the default results database: the same figures, nothing regressed
+    summary = second["out"]["global_custom_stats"]["madengine_summary"]
+    assert summary["verdicts"] == {"regressed": 0, "improved": 0, "unchanged": 10, "no baseline": 0}
+    assert summary["database"] == {"location": str(fleet["out"] / "history.sqlite"), "stored": True, "error": None}
+    assert set(r["baseline_run_id"] for r in rows if r["verdict"]) == first_ids
 
 
 def read_csv_rows_of(run):

@@ -70,7 +70,10 @@ def test_merges_every_node_and_names_the_ones_without_results(tmp_path):
                      "failed": ["dummy@node2", "dummy@node3", "dummy_multi@node3", "dummy2/model2@node3",
                                 "dummy@node4", "dummy_multi@node4", "dummy2/model2@node4"],
                      "failed_total": 7, "missing_nodes": ["node3", "node4"],
-                     "csv": str(out / "perf.csv"), "html": str(out / "perf.html")}
+                     "verdicts": {"regressed": 0, "improved": 0, "unchanged": 0, "no baseline": 11},
+                     "regressed": [], "regressed_total": 0,
+                     "database": {"location": str(out / "history.sqlite"), "stored": True, "error": None},
+                     "csv": str(out / "perf.csv"), "html": str(out / "perf.html"), "json": None}
     shown = task_results(parsed, "Show where the results are")["localhost"]["msg"]
     assert "CSV: %s" % (out / "perf.csv") in shown and "no results from: node3, node4" in shown
 
@@ -171,7 +174,7 @@ def test_report_options_reach_the_module_and_relative_paths_follow_the_working_d
     report = task_results(parsed, "Merge the rows into one CSV and write the HTML report")["localhost"]
     out = tmp_path / "relative" / "results"
     assert report["csv_path"] == str(out / "merged.csv") and report.get("html_path") is None
-    assert sorted(os.listdir(out)) == ["merged.csv"] and len(read_rows(out / "merged.csv")) == 6
+    assert sorted(os.listdir(out)) == ["history.sqlite", "merged.csv"] and len(read_rows(out / "merged.csv")) == 6
 
 
 @pytest.mark.parametrize("options, message", [

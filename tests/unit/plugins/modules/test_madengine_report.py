@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 
+import pytest
 from fleet_rows import MODELS, node_rows, row
 
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.rows import MADENGINE_COLUMNS, PROVENANCE_COLUMNS
 from ansible_collections.rocm.madengine.plugins.modules import madengine_report
 
 
@@ -25,7 +28,7 @@ def test_writes_csv_and_html_then_reports_no_change(tmp_path, module_runner):
     first = module_runner(madengine_report, args(out))
     assert not first.failed and first["changed"] is True
     assert first["csv_path"] == str(out / "perf.csv") and first["html_path"] == str(out / "perf.html")
-    assert sorted(os.listdir(out)) == ["perf.csv", "perf.html"]
+    assert sorted(os.listdir(out)) == ["history.sqlite", "perf.csv", "perf.html"]
     with open(out / "perf.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == first["rows"] == 15
@@ -57,7 +60,7 @@ def test_relative_output_dir_is_under_the_current_directory(tmp_path, module_run
     result = module_runner(madengine_report, args("results", html=False, csv_name="fleet.csv"))
     assert result["csv_path"] == str(tmp_path / "results" / "fleet.csv")
     assert "html_path" not in result and result["summary"]["html"] is None
-    assert os.listdir(tmp_path / "results") == ["fleet.csv"]
+    assert sorted(os.listdir(tmp_path / "results")) == ["fleet.csv", "history.sqlite"]
 
 
 def test_survey_strings_for_hosts_and_models(tmp_path, module_runner):
@@ -127,7 +130,7 @@ def test_file_names_must_be_plain(tmp_path, module_runner):
 
 def test_needs_results_or_previous_csv(module_runner):
     result = module_runner(madengine_report, {"hosts": ["node1"]})
-    assert result.failed and "one of the following is required: results, previous_csv" in result["msg"]
+    assert result.failed and "one of the following is required: results, previous_csv, import_csv" in result["msg"]
 
 
 def test_results_need_an_output_dir(module_runner):
@@ -140,3 +143,174 @@ def test_unwritable_output_dir_is_named(tmp_path, module_runner):
     blocker.write_text("not a directory")
     result = module_runner(madengine_report, args(blocker))
     assert result.failed and result["msg"] == "Output directory %s exists and is not a directory." % blocker
+
+
+# ---- history, baselines, exports -------------------------------------------------------------------
+
+def same_run(run_id, day, dummy=100.0):
+    """node1 and node2 of one run; ``dummy`` is both nodes' figure of the dummy model."""
+    results = {}
+    for node in ("node1", "node2"):
+        rows = [dict(r, run_id=run_id, start_time="2026-11-%02dT10:00:00Z" % day) for r in node_rows(node)]
+        rows[0]["performance"] = repr(dummy)
+        results[node] = rows
+    return results
+
+
+def test_json_summary_and_the_merged_csv_columns(tmp_path, module_runner):
+    out = tmp_path / "results"
+    module_runner(madengine_report, args(out, results=same_run("r1", 1), run_id="r1"))
+    result = module_runner(madengine_report, args(out, results=same_run("r2", 2, dummy=80.0), run_id="r2",
+                                                  json_name="summary.json"))
+    assert result["json_path"] == str(out / "summary.json") and result["summary"]["json"] == result["json_path"]
+    document = json.loads((out / "summary.json").read_text())
+    assert document["verdicts"] == {"regressed": 2, "improved": 0, "unchanged": 10, "no baseline": 0}
+    assert [(r["model"], r["host"], r["relative_change"], r["baseline_run_id"]) for r in document["regressions"]] == [
+        ("dummy", "node1", "-20.00", "r1"), ("dummy", "node2", "-20.00", "r1")]
+    assert document["regressed"] == ["dummy@node1 -20.00%", "dummy@node2 -20.00%"]
+    with open(out / "perf.csv", newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader)
+    schema = list(MADENGINE_COLUMNS) + list(PROVENANCE_COLUMNS)
+    assert len(MADENGINE_COLUMNS) == 29 and header[:len(schema)] == schema
+    assert header[len(schema):] == ["baseline_performance", "baseline_run_id", "verdict", "temperature"]
+    again = module_runner(madengine_report, args(out, results=same_run("r2", 2, dummy=80.0), run_id="r2",
+                                                 json_name="summary.json"))
+    assert again["changed"] is False and again["database"]["rows_written"] == 0
+
+
+def test_nodes_with_their_own_run_ids_are_one_collection(tmp_path, module_runner):
+    """Nodes that ran with their own run ids (madengine_run's default) are compared with the collection before,
+    never with each other, and are one point of the trend charts."""
+    def own_ids(day, dummy2=100.0, minute=0):
+        results = {}
+        for index, node in enumerate(("node1", "node2")):
+            start = "2026-11-%02dT10:%02d:00Z" % (day, minute + index * 5)  # node2 started later
+            rows = [dict(r, run_id="d%d-%s" % (day, node), start_time=start) for r in node_rows(node)]
+            if node == "node2":
+                rows[0]["performance"] = repr(dummy2)
+            results[node] = rows
+        return results
+
+    out = tmp_path / "results"
+    first = module_runner(madengine_report, args(out, results=own_ids(1, dummy2=80.0)))
+    assert first["summary"]["verdicts"] == {"regressed": 0, "improved": 0, "unchanged": 0, "no baseline": 12}
+    again = module_runner(madengine_report, args(out, results=own_ids(1, dummy2=80.0)))
+    assert again["changed"] is False and again["summary"]["verdicts"]["no baseline"] == 12
+    second = module_runner(madengine_report, args(out, results=own_ids(2, dummy2=80.0)))
+    assert second["summary"]["verdicts"] == {"regressed": 0, "improved": 1, "unchanged": 11, "no baseline": 0}
+    with open(out / "perf.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    # the latest earlier run of the GPU class is the last one of the collection before, never one of this one
+    assert set(r["baseline_run_id"] for r in rows if r["status"] == "SUCCESS") == {"d1-node2"}
+    assert [(r["host"], r["verdict"], r["relative_change"]) for r in rows if r["model"] == "dummy"][:2] == [
+        ("node1", "improved", "25.00"), ("node2", "unchanged", "0.00")]
+    html = (out / "perf.html").read_text()
+    assert "dummy over 3 runs" in html and "dummy over 4 runs" not in html
+
+
+def test_history_off_writes_no_database_and_a_csv_can_pin_the_baseline(tmp_path, module_runner):
+    pinned = tmp_path / "madengine-perf.csv"
+    pinned.write_text("model,n_gpus,performance,metric,status,gpu_architecture,machine_name\n"
+                      "dummy,1,125.0,samples_per_second,SUCCESS,gfx942,old\n")
+    out = tmp_path / "results"
+    result = module_runner(madengine_report, args(out, results=same_run("r1", 1), history=False,
+                                                  baseline_csv=str(pinned)))
+    assert not result.failed and "history.sqlite" not in os.listdir(out)
+    assert result["database"] == {"location": None, "stored": False, "error": None, "rows_written": 0}
+    assert result["summary"]["verdicts"] == {"regressed": 2, "improved": 0, "unchanged": 0, "no baseline": 10}
+    assert result["regressions"][0]["baseline_run_id"] == "csv:%s" % pinned
+
+
+def test_importing_a_madengine_perf_csv_as_history(tmp_path, module_runner):
+    perf = tmp_path / "perf.csv"
+    header = ",".join(MADENGINE_COLUMNS)
+
+    def line(model, value, build):
+        fields = dict.fromkeys(MADENGINE_COLUMNS, "")
+        fields.update(model=model, performance=value, metric="samples_per_second", status="SUCCESS",
+                      gpu_architecture="gfx942", machine_name="mad-host", build_number=build)
+        return ",".join(fields[c] for c in MADENGINE_COLUMNS)
+
+    perf.write_text("\n".join([header, line("dummy", "110", "1"), line("dummy_multi_1", "101", "1"),
+                               line("dummy", "125", "2")]) + "\n")
+    out = tmp_path / "results"
+    checked = module_runner(madengine_report, {"import_csv": str(perf), "output_dir": str(out)}, check_mode=True)
+    assert checked["changed"] is True and checked["imported"]["rows_written"] == 3 and not out.exists()
+    imported = module_runner(madengine_report, {"import_csv": str(perf), "output_dir": str(out)})
+    assert imported["changed"] is True and imported["imported"]["runs_added"] == 2
+    assert len(imported["imported"]["runs"]) == 2 and os.listdir(out) == ["history.sqlite"]
+    again = module_runner(madengine_report, {"import_csv": str(perf), "output_dir": str(out)})
+    assert again["changed"] is False and again["imported"]["rows_written"] == 0
+    # the latest imported session (dummy 125) is the baseline of the MI300X rows, whatever their product
+    result = module_runner(madengine_report, args(out, results=same_run("r1", 1)))
+    found = dict(((r["model"], r["host"]), r) for r in result["regressions"])
+    assert found[("dummy", "node1")]["relative_change"] == "-20.00"
+    assert found[("dummy", "node1")]["baseline_run_id"] == imported["imported"]["runs"][1]
+
+
+@pytest.mark.parametrize("content, message", [
+    ("model,status\ndummy,SUCCESS\n", "madengine perf.csv {path} has no 'performance' column."),
+    ("model,performance,status\ndummy,1,DONE\n",
+     "madengine perf.csv {path} is malformed: line 2 has status 'DONE'; expected one of SUCCESS, FAILURE, TIMEOUT,"
+     " SKIPPED."),
+    ("model,performance,status\n,1,SUCCESS\n", "madengine perf.csv {path} is malformed: line 2 has no model."),
+])
+def test_bad_imports_are_named(tmp_path, module_runner, content, message):
+    perf = tmp_path / "perf.csv"
+    perf.write_text(content)
+    result = module_runner(madengine_report, {"import_csv": str(perf), "output_dir": str(tmp_path / "out")})
+    assert result.failed and result["msg"] == message.format(path=perf)
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_import_into_a_bad_database_fails(tmp_path, module_runner):
+    perf = tmp_path / "perf.csv"
+    perf.write_text("model,performance,status\ndummy,1,SUCCESS\n")
+    (tmp_path / "history.sqlite").write_text("not a database")
+    result = module_runner(madengine_report, {"import_csv": str(perf), "output_dir": str(tmp_path)})
+    assert result.failed and result["msg"] == ("Results database %s cannot be used: file is not a database."
+                                               % (tmp_path / "history.sqlite"))
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"baseline_run": "r1", "baseline_csv": "/x.csv"},
+     "baseline_run and baseline_csv both pin the baseline; give one of them."),
+    ({"json_name": "a/b.json"}, "json_name must be a plain file name, not 'a/b.json'."),
+    ({"log_url": "https://logs/{nope}"}, "log_url 'https://logs/{nope}' is not a valid template ('nope'); it may"
+                                         " use {host}, {log_path}, {log_name}, {run_id}, {model}."),
+    ({"thresholds": {"default": -2}}, "thresholds.default is -2.0; a threshold is a percentage, 0 or more."),
+    ({"results_db": "mysql://u:pw@h/db"}, "The results database must be a SQLite file path or a postgresql:// URL,"
+                                          " not a mysql:// URL."),
+    ({"trend_runs": 0}, "trend_runs is 0; it must be 1 or more."),
+])
+def test_bad_options_fail_before_anything_is_written(tmp_path, module_runner, extra, message):
+    out = tmp_path / "out"
+    result = module_runner(madengine_report, args(out, **extra))
+    assert result.failed and result["msg"] == message
+    assert not out.exists()
+
+
+def test_missing_libraries_are_named(tmp_path, module_runner, monkeypatch):
+    from ansible_collections.rocm.madengine.plugins.module_utils.benchmark import report_html, results_db
+
+    monkeypatch.setattr(report_html, "jinja2", None)
+    result = module_runner(madengine_report, args(tmp_path / "a"))
+    assert result.failed and "Failed to import the required Python library (Jinja2)" in result["msg"]
+    assert not module_runner(madengine_report, args(tmp_path / "b", html=False)).failed
+    monkeypatch.setattr(results_db, "psycopg", None)
+    result = module_runner(madengine_report, args(tmp_path / "c", results_db="postgresql://u@h/db"))
+    assert result.failed and "Failed to import the required Python library (psycopg)" in result["msg"]
+    assert not (tmp_path / "c").exists()
+
+
+def test_the_database_password_is_masked_in_results_and_warnings(tmp_path, module_runner):
+    url = "postgresql://bench:Sup3r-S3cret@127.0.0.1:1/results"
+    result = module_runner(madengine_report, args(tmp_path / "out", results_db=url))
+    assert not result.failed
+    text = json.dumps(result)
+    assert "Sup3r-S3cret" not in text
+    assert result["database"]["location"] == "postgresql://bench:********@127.0.0.1:1/results"
+    assert result["database"]["error"].startswith("Results database postgresql://bench:********@127.0.0.1:1/results"
+                                                  " cannot be opened: ")
+    assert any("cannot be opened" in warning for warning in result["warnings"])
