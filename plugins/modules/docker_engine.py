@@ -20,8 +20,8 @@ description:
   - Applies a changed C(daemon.json) to a running engine with a reload (C(systemctl reload), or C(SIGHUP) to the
     background C(dockerd)), which running containers survive. Keys Docker cannot reload need a restart, which stops
     running containers - refused unless O(allow_restart) is true, before anything changes.
-  - Then asks the engine whether it lists the registries as insecure and knows the runtimes, and fails naming what
-    it has not taken.
+  - Then asks the engine whether it lists the registries as insecure, uses the mirrors and knows the runtimes, and
+    fails naming what it has not taken.
   - Used by the C(rocm.madengine.docker_setup) role; it needs no Docker SDK (it talks plain HTTP to the engine).
 author:
   - ROCm madengine maintainers (@rocm)
@@ -40,6 +40,14 @@ options:
     description:
       - Plain-HTTP registries (C(host[:port])) the engine must trust, added to C(insecure-registries).
       - Loopback names (C(localhost), C(127.0.0.0/8), C([::1])) are skipped; Docker trusts them already.
+    type: list
+    elements: str
+    default: []
+  registry_mirrors:
+    description:
+      - Pull-through registry mirrors (C(http://host:port) or C(https://host[:port])) added to C(registry-mirrors),
+        in order; the engine asks them first for Docker Hub images. A reload applies them.
+      - A plain-HTTP mirror's C(host:port) must be trusted too (O(insecure_registries)) unless it is on loopback.
     type: list
     elements: str
     default: []
@@ -196,6 +204,7 @@ def main():
             docker_host=dict(type="str", default="unix:///var/run/docker.sock"),
             daemon_json=dict(type="path", default="/etc/docker/daemon.json"),
             insecure_registries=dict(type="list", elements="str", default=[]),
+            registry_mirrors=dict(type="list", elements="str", default=[]),
             runtimes=dict(type="dict", default={}),
             default_runtime=dict(type="str", default=""),
             daemon_options=dict(type="dict", default={}),

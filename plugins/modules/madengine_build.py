@@ -26,6 +26,10 @@ description:
     built nor pushed, and the task reports no change.
   - A model that fails does not stop the others; the task fails at the end listing every failure unless
     O(fail_on_error=false).
+  - With O(nodes) (the profiles M(rocm.madengine.gpu_info) returns for the nodes of a run) the build is for that
+    fleet - one image per model and (GPU vendor, architecture) the nodes have, Dockerfiles chosen for each vendor
+    instead of the context's C(gpu_vendor) - and RV(assignments) says which models each node runs
+    (O(matrix)).
   - Check mode and the real run decide build, reuse and push for each image in the same way; check mode only
     takes what exists from the previous manifest instead of the engine and the registry.
   - Relative paths in options are taken relative to the working directory of the module (where the play
@@ -96,6 +100,8 @@ options:
         C(username) and C(password) to push; the entry named by a model's C(cred) becomes build arguments
         C(<CRED>_<KEY>).
       - Its values never appear in results, the manifest or the build logs.
+      - Default C(<mad_root>/credential.json) when that file exists (as madengine reads it), unless O(credentials)
+        is given.
       - Mutually exclusive with O(credentials).
     type: path
   credentials:
@@ -158,10 +164,49 @@ options:
     description:
       - GPU architectures (for example C(gfx942), C(gfx90a)). Each Dockerfile is built once per
         architecture with build argument C(MAD_SYSTEM_GPU_ARCHITECTURE) and the image name suffixed C(_<arch>).
+      - With O(nodes), AMD architectures to build for besides the nodes' (to fill a registry for other nodes).
       - Ignored when the context sets C(docker_build_arg.MAD_SYSTEM_GPU_ARCHITECTURE).
     type: list
     elements: str
     default: []
+  nodes:
+    description:
+      - The nodes the images are for, each with its GPU profile as M(rocm.madengine.gpu_info) returns it
+        (C(gpu_vendor) V(AMD), V(NVIDIA) or V(NONE), C(gpu_architecture), C(gpu_product)).
+      - For each vendor among them, every model's Dockerfiles whose CONTEXT fits that vendor (and the rest of the
+        context) are built; a Dockerfile that declares C(ARG MAD_SYSTEM_GPU_ARCHITECTURE) is built once per
+        architecture of that vendor (C(_<arch>) image names, C(H100) for NVIDIA), any other once, for every
+        architecture. A model with no Dockerfile for a vendor (but some for another) is no failure - it is listed in
+        RV(skipped_builds) and the manifest's C(skipped_builds), and the nodes of that vendor skip it with the reason.
+      - The context's C(gpu_vendor) is then not used to choose Dockerfiles (a warning says so when it is set).
+      - Empty builds for the context's C(gpu_vendor) and O(target_archs), as madengine does.
+    type: dict
+    default: {}
+  matrix:
+    description:
+      - Which models each node of O(nodes) runs, returned in RV(assignments).
+      - V(all) - every model on every node (to compare the nodes).
+      - V(shard) - every model once per group of equivalent nodes (same vendor, architecture and product), the
+        longest expected runs first, each to the node with the least expected work so far, so that the nodes of a
+        group finish at about the same time. Expected run times come from O(durations); without them every model
+        counts the same. A group of one node fails the task before anything is built, naming the node.
+    type: str
+    choices: [all, shard]
+    default: all
+  durations:
+    description:
+      - Expected seconds of each model's run, for O(matrix=shard) - for example the
+        RV(rocm.madengine.madengine_report#module:durations) of an earlier run's CSV. Keys are the models' names or
+        their rows' (C(<model>_<row>) of a C(multiple_results) model, the longest counts); a model without a value
+        takes the median of the others.
+    type: dict
+    default: {}
+  reuse_manifest:
+    description:
+      - A build manifest written earlier (by this module) to use instead of building - nothing is built, pushed or
+        written, and O(mad_root) need not exist. The models are the manifest's, filtered by O(tags); a node kind
+        (vendor, architecture) the manifest has no image for is a warning.
+    type: path
   pull:
     description:
       - Always look for a newer base image in its registry (C(docker build --pull)), as madengine does.
@@ -274,12 +319,39 @@ selected:
       args: ""
 models:
   description:
-    - Names of the selected models that have an image in the manifest or a recorded build failure, in selection
-      order; the models a node runs (a failed build becomes a C(FAILURE) row).
+    - Names of the selected models that have an image in the manifest, a recorded build failure or a vendor without
+      a Dockerfile, in selection order; the models a node runs (a failed build becomes a C(FAILURE) row).
   returned: success
   type: list
   elements: str
   sample: [dummy, dummy2/model1]
+assignments:
+  description:
+    - With O(nodes), the models each node runs (in selection order) - every model with O(matrix=all), its share with
+      O(matrix=shard). Empty without O(nodes).
+  returned: success
+  type: dict
+  sample: {mi300x-01: [dummy, sample_gpu], mi300x-02: [dummy_multi]}
+groups:
+  description:
+    - With O(nodes), the groups of equivalent nodes - C(group) (a description), C(gpu_vendor), C(gpu_architecture),
+      C(gpu_product), C(nodes), and with O(matrix=shard) C(expected_seconds) per node and C(basis)
+      (C(test_duration) or C(count)).
+  returned: success
+  type: list
+  elements: dict
+targets:
+  description: With O(nodes), the (C(gpu_vendor), C(gpu_architecture)) pairs images were built for.
+  returned: success
+  type: list
+  elements: dict
+  sample: [{gpu_vendor: AMD, gpu_architecture: gfx942}, {gpu_vendor: NONE, gpu_architecture: ""}]
+skipped_builds:
+  description:
+    - With O(nodes), one item per model and vendor it has no Dockerfile for - C(model), C(gpu_vendor), C(reason).
+  returned: success
+  type: list
+  elements: dict
 catalogue_files:
   description:
     - The files of the catalogue the runs need beside the images, for M(rocm.madengine.madengine_run)'s
@@ -304,7 +376,8 @@ manifest:
   description:
     - The build manifest, as written to RV(manifest_path) (predicted in check mode).
     - madengine's keys C(built_images), C(built_models), C(context), C(credentials_required), C(registry),
-      C(summary), C(deployment_config), C(push_failures), plus C(generator).
+      C(summary), C(deployment_config), C(push_failures), plus C(generator), and with O(nodes) C(targets) and
+      C(skipped_builds) (as RV(targets) and RV(skipped_builds)).
     - Each C(built_images) entry has madengine's C(model), C(docker_image), C(dockerfile), C(base_docker),
       C(docker_sha), C(build_duration), C(build_command), C(log_file), C(gpu_vendor), C(gpu_architecture),
       C(registry), C(registry_image), C(push_error), and C(image_id), C(content_key), C(inputs_digest),
@@ -440,6 +513,10 @@ def main():
         build_network=dict(type="str", default="host"),
         build_timeout=dict(type="int", default=0),
         fail_on_error=dict(type="bool", default=True),
+        nodes=dict(type="dict", default={}),
+        matrix=dict(type="str", choices=["all", "shard"], default="all"),
+        durations=dict(type="dict", default={}),
+        reuse_manifest=dict(type="path"),
     )
     argument_spec.update(DOCKER_COMMON_ARGS)
     module = AnsibleModule(

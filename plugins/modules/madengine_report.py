@@ -35,6 +35,8 @@ description:
     written; it is a warning and RV(database.error) (also in RV(summary)), and the CSV and the report are
     written without history.
   - With O(import_csv), stores the sessions of a madengine C(perf.csv) in the results database as history.
+  - With O(durations_from), returns in RV(durations) how long each model ran in an earlier run, for the shards of
+    M(rocm.madengine.madengine_build).
 author:
   - ROCm madengine maintainers (@rocm)
 extends_documentation_fragment:
@@ -60,7 +62,7 @@ options:
       - Each row is a mapping of column to value with at least C(model) and C(status)
         (C(SUCCESS), C(FAILURE), C(TIMEOUT) or C(SKIPPED)); missing schema columns are left empty and an empty
         C(host) is set to the node's name.
-      - Required unless O(previous_csv) is given alone, which only plans a re-run.
+      - Required unless O(previous_csv), O(durations_from) or O(import_csv) is given alone, which only plans or imports.
     type: dict
   hosts:
     description:
@@ -115,6 +117,27 @@ options:
     description:
       - A merged CSV of an earlier run (this module's output). Its failed or missing pairs are returned in RV(rerun).
       - With O(results), its rows are carried over for the pairs the new results do not cover.
+    type: path
+  matrix:
+    description:
+      - Whether every model ran on every node (V(all)) or only the pairs of O(assignments) (V(shard), each model once
+        per group of equivalent nodes).
+      - With V(shard), a re-run plan takes only the failed pairs of O(previous_csv) (in a merged CSV every pair that
+        ran, or was to run, has a row); with V(all) also the pairs without a row.
+    type: str
+    choices: [all, shard]
+    default: all
+  assignments:
+    description:
+      - "The models each node was to run, C({node: [model, ...]}), when not every node ran every model (a shard, a
+        re-run): only these pairs are expected - a missing one gets a C(FAILURE) row (O(fill_missing)) and a node
+        with nothing assigned is not missing."
+      - Empty expects every model of O(models) on every node of O(hosts).
+    type: dict
+  durations_from:
+    description:
+      - A merged CSV of an earlier run; RV(durations) returns the median C(test_duration) of each row model's
+        C(SUCCESS) rows. A file that does not exist gives no durations and no error.
     type: path
   rerun_statuses:
     description: Row statuses that make a pair of O(previous_csv) run again.
@@ -405,6 +428,11 @@ summary:
       description: Number of nodes in the report.
       type: int
       sample: 2
+    hosts:
+      description: The nodes of the report, in its order - the nodes in the run (and those carried over).
+      type: list
+      elements: str
+      sample: [node1, node2]
     counts:
       description: Rows per status; every status is present.
       type: dict
@@ -460,6 +488,13 @@ rerun:
   returned: when O(previous_csv) is given
   type: dict
   sample: {node1: [dummy_fail], node2: []}
+durations:
+  description:
+    - With O(durations_from), the median C(test_duration) in seconds of each row model's C(SUCCESS) rows (a
+      C(multiple_results) model's rows are C(<model>_<row>)); empty when the file does not exist.
+  returned: when O(durations_from) is given
+  type: dict
+  sample: {dummy: 3.012, dummy_multi_1: 3.104}
 rerun_pairs:
   description: The same pairs as a list, with the reason (the failed status, or C(missing)).
   returned: when O(previous_csv) is given
@@ -506,8 +541,11 @@ def main():
             trend_runs=dict(type="int", default=10),
             log_url=dict(type="str", default=""),
             import_csv=dict(type="path"),
+            matrix=dict(type="str", choices=["all", "shard"], default="all"),
+            assignments=dict(type="dict"),
+            durations_from=dict(type="path"),
         ),
-        required_one_of=[("results", "previous_csv", "import_csv")],
+        required_one_of=[("results", "previous_csv", "import_csv", "durations_from")],
         required_by=dict(results="output_dir", import_csv="output_dir"),
         supports_check_mode=True,
     )

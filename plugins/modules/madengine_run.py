@@ -33,6 +33,11 @@ description:
     node's C(video) and C(render) groups, C(seccomp=unconfined), C(SYS_PTRACE) and the host IPC namespace;
     NVIDIA containers get a device request for their GPUs. Which GPUs a model gets follows its C(n_gpus)
     (C(-1) is all) and the context's C(docker_gpus).
+  - Each model runs the images of the manifest that fit the node - built for its GPU vendor (or vendor-neutral)
+    and its architecture (or for any), the image built for the node's architecture before a vendor-neutral one of
+    the same Dockerfile. A model with none is C(SKIPPED) with the reason - the manifest's C(skipped_builds) when the
+    model has no Dockerfile for the node's vendor - or a C(FAILURE) when its build for the node failed. An NVIDIA
+    container that the engine cannot start because it has no NVIDIA runtime is a C(FAILURE) row saying so.
   - The run is judged as madengine does, from the first C(performance:<value> <metric>) line of the log or the
     rows of the model's C(multiple_results) CSV; a non-zero exit code or a log line with an error pattern is
     a C(FAILURE); a run past its timeout is killed and is a C(TIMEOUT); C(skip_gpu_arch) gives C(SKIPPED).
@@ -420,7 +425,8 @@ summary:
 runs:
   description:
     - One item per model run (image) in order, with C(model), C(image) (manifest key), C(action) (C(run), C(skip)
-      or C(fail), as planned) and C(reason), C(timeout), C(gpu_ids), C(log_path), C(data) (mounts) and C(container),
+      or C(fail), as planned) and C(reason), C(planned) (the plan in a few words - C(run) and the image, or C(skip) or
+      C(fail) and the reason), C(timeout), C(gpu_ids), C(log_path), C(data) (mounts) and C(container),
       the planned container (C(name), C(image), C(image_id), C(command), C(working_dir), C(user), C(environment)
       with secret values masked, C(devices), C(device_requests), C(group_add), C(binds), C(cap_add),
       C(security_opt), C(ipc_mode), C(network_mode), C(labels), ... and C(docker_run), the equivalent command

@@ -130,7 +130,8 @@ def test_the_local_inventory_runs_as_the_quick_start_does(tmp_path, main_api):
     assert sorted(task_results(out, BUILD)["localhost"]["built"]) == sorted(
         PREFIX + "local-" + i for i in ("dummy_cpu.ubuntu", "dummy_multi_cpu.ubuntu", "dummy2_model2_cpu.ubuntu"))
     matrix = task_results(out, "Show the planned matrix (dry run; no report is written)")["localhost"]["msg"]
-    assert matrix == {"localhost": {"dummy": "run", "dummy_multi": "run", "dummy2/model2": "run"}}
+    assert matrix == {"localhost": dict((m, "run %slocal-%s_cpu.ubuntu" % (PREFIX, m.replace("/", "_")))
+                                        for m in ("dummy", "dummy_multi", "dummy2/model2"))}
     assert os.listdir(tmp_path) == []
     assert [i for i in main_api.images() if any(PREFIX + "local-" in t for t in i.get("RepoTags") or [])] == []
 
@@ -270,7 +271,7 @@ def test_check_mode_plans_the_whole_matrix_and_touches_nothing(dry, fleet, main_
         assert node_items(dry, node) == MODELS
         assert task_results(dry["out"], RUN)[node]["results"] == []
     matrix = task_results(dry["out"], "Show the planned matrix (dry run; no report is written)")["localhost"]["msg"]
-    assert matrix == dict((n, dict((m, "run") for m in MODELS)) for n in NODES)
+    assert matrix == dict((n, dict((m, "run " + i) for m, i in zip(MODELS, IMAGES))) for n in NODES)
     assert task_results(dry["out"], MERGE) == {}
     before = dry["before"]
     # nothing built, pushed, pulled, run or written

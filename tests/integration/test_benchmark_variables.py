@@ -23,6 +23,7 @@ FIXED = {"madengine_mad_root", "madengine_tags", "madengine_additional_context",
 PLAY_LEVEL = {"madengine_serial"}
 # names in the documents that are facts or modules, not variables
 NOT_VARIABLES = {"madengine_results", "madengine_summary", "madengine_benchmark", "madengine_node_error",
+                 "madengine_gpu",
                  "madengine_planned", "madengine_models", "madengine_discover", "madengine_build", "madengine_run",
                  "madengine_report", "madengine_vm",
                  # the group of the VMs vm_benchmark.yml adds to the inventory, and their two host variables
@@ -181,12 +182,18 @@ def dry_run(tmp_path, extra_vars, inventory=LOCAL):
                         extra_vars=extra_vars)
 
 
-def test_target_archs_default_to_the_nodes_architectures(tmp_path):
-    rc, out, log = dry_run(tmp_path, {"madengine_gpu_arch": "gfx942", "madengine_tags": "dummy",
-                                      "madengine_image_prefix": "archcheck-"})
-    assert rc == 0, log
+def test_declared_nodes_without_detection_decide_the_images(tmp_path):
+    """madengine_gpu_detect false: the inventory's vendor and architecture are the node's profile."""
+    _rc, out, log = dry_run(tmp_path, {"madengine_gpu_detect": False, "madengine_gpu_vendor": "AMD",
+                                       "madengine_gpu_arch": "gfx942", "madengine_tags": "sample_gpu,dummy",
+                                       "madengine_image_prefix": "archcheck-", "madengine_target_archs": "gfx90a"})
     build = task_results(out, "Build and push the images, write the manifest")["localhost"]
-    assert build["built"] == ["archcheck-dummy_cpu.ubuntu_gfx942"]
+    assert not build.get("failed"), log
+    # the AMD Dockerfile takes the architecture: the node's, and the one madengine_target_archs adds
+    assert build["built"] == ["archcheck-sample_gpu_sample.ubuntu.amd_gfx90a",
+                              "archcheck-sample_gpu_sample.ubuntu.amd_gfx942", "archcheck-dummy_cpu.ubuntu"]
+    assert task_results(out, "Learn this node's GPUs (detection wins over madengine_gpu_vendor and "
+                             "madengine_gpu_arch, with a warning)")["localhost"]["profile"]["source"] == "inventory"
     assert os.listdir(tmp_path) == []
 
 
@@ -214,7 +221,7 @@ def test_an_inventory_without_gpu_nodes_is_named(tmp_path):
     rc, out, log = dry_run(tmp_path, {"madengine_mad_root": os.path.join(COLLECTION_DIR, "examples", "sample_mad"),
                                       "madengine_tags": "dummy"}, inventory=str(inventory))
     assert rc != 0
-    assert "hosts in the inventory group gpu_nodes (0)" in task_results(out, CHECK)["localhost"]["msg"], log
+    assert "hosts in the inventory group gpu_nodes (0 in the run)" in task_results(out, CHECK)["localhost"]["msg"], log
 
 
 def first_failure(out):

@@ -465,6 +465,34 @@ def test_target_archs(api, module_runner, tmp_path):
         assert config["Labels"]["org.rocm.madengine.gpu-architecture"] == arch
 
 
+def test_the_nodes_targets_are_built_for_real_and_reused_the_second_time(api, module_runner, tmp_path):
+    """The nodes of a mixed fleet decide the images: AMD of two architectures, NVIDIA and CPU nodes."""
+    mad = copy_sample(tmp_path)
+    nodes = {"mi300x-01": {"gpu_vendor": "AMD", "gpu_architecture": "gfx942", "gpu_product": "AMD Instinct MI300X"},
+             "mi250-01": {"gpu_vendor": "AMD", "gpu_architecture": "gfx90a", "gpu_product": "AMD Instinct MI250X"},
+             "h100-01": {"gpu_vendor": "NVIDIA", "gpu_architecture": "H100", "gpu_product": "NVIDIA H100 80GB HBM3"},
+             "cpu-01": {"gpu_vendor": "NONE", "gpu_architecture": "", "gpu_product": ""}}
+    manifest = tmp_path / "out" / "build_manifest.json"
+    result = build(module_runner, mad, "fleet", tags=["sample_gpu", "dummy"], nodes=nodes,
+                   manifest_path=str(manifest))
+    assert not result.failed, result.get("msg")
+    p = prefix("fleet")
+    assert result["built"] == [p + "sample_gpu_sample.ubuntu.amd_gfx90a", p + "sample_gpu_sample.ubuntu.amd_gfx942",
+                               p + "sample_gpu_sample.ubuntu.nvidia", p + "dummy_cpu.ubuntu"]
+    for arch in ("gfx90a", "gfx942"):
+        name = p + "sample_gpu_sample.ubuntu.amd_" + arch
+        assert result["manifest"]["built_images"][name]["gpu_architecture"] == arch
+        config = api.inspect_image(name)["Config"]
+        assert "PYTORCH_ROCM_ARCH=%s" % arch in config["Env"] and "MAD_SAMPLE_FLAVOUR=rocm" in config["Env"]
+    assert "MAD_SAMPLE_FLAVOUR=cuda" in api.inspect_image(p + "sample_gpu_sample.ubuntu.nvidia")["Config"]["Env"]
+    assert result["skipped_builds"][0]["model"] == "sample_gpu" and result["skipped_builds"][0]["gpu_vendor"] == "NONE"
+    assert json.loads(manifest.read_text())["skipped_builds"] == result["skipped_builds"]
+    assert result["assignments"] == dict((n, ["sample_gpu", "dummy"]) for n in nodes)
+    again = build(module_runner, mad, "fleet", tags=["sample_gpu", "dummy"], nodes=nodes,
+                  manifest_path=str(manifest))
+    assert again["changed"] is False and again["built"] == [] and sorted(again["reused"]) == sorted(result["built"])
+
+
 def test_build_timeout_fails_the_model_quickly(api, module_runner, tmp_path):
     tree = ctx_tree(tmp_path / "mad", extra_models=[model("sleepy", ["slow"], dockerfile="docker/sleepy")],
                     dockerfiles={"docker/sleepy.ubuntu.Dockerfile": dockerfile({}, "RUN sleep 60")})

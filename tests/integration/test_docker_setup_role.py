@@ -192,6 +192,43 @@ def test_background_engine_is_started_trusts_registries_and_is_reloaded_not_rest
     assert docker.DockerClient(base_url=node["host"], timeout=30).info()["Driver"] == "overlay2"
 
 
+def test_registry_mirrors_are_written_and_the_engine_pulls_docker_hub_names_through_them(node):
+    """The local registry plays a pull-through mirror: a Docker Hub name that only it holds is pulled through it
+    (this machine cannot reach Docker Hub, so the pull can only succeed through the mirror)."""
+    from docker_helpers import delete_repositories
+
+    repo = "mdtmirror-%s" % uuid.uuid4().hex[:8]
+    shared = docker.DockerClient(base_url=SHARED_ENGINE, timeout=120)
+    shared.images.get(BASE_IMAGE).tag("%s/library/%s" % (REGISTRY, repo), "v1")
+    try:
+        shared.images.push("%s/library/%s" % (REGISTRY, repo), tag="v1")
+        mirror = "http://%s" % REGISTRY.replace("localhost", "127.0.0.1")
+        rc, parsed, log = play(dict(node["vars"], docker_setup_registry_mirrors=[mirror]))
+        assert rc == 0, log
+        with open(node["dir"] + "/daemon.json") as handle:
+            assert json.load(handle)["registry-mirrors"] == [mirror]
+        client = docker.DockerClient(base_url=node["host"], timeout=120)
+        assert client.info()["RegistryConfig"]["Mirrors"] == [mirror + "/"]
+        pulled = client.images.pull(repo, tag="v1")
+        assert pulled.id == shared.images.get(BASE_IMAGE).id
+        # a second mirror is added with a reload: the same engine process
+        pid = read_pid(node["dir"] + "/docker.pid")
+        more = [mirror, "https://mirror.invalid"]
+        rc, parsed, log = play(dict(node["vars"], docker_setup_registry_mirrors=more))
+        assert rc == 0 and engine(parsed)["actions"] == ["write", "reload"], log
+        assert engine(parsed)["changed_keys"] == ["registry-mirrors"] and read_pid(node["dir"] + "/docker.pid") == pid
+        # a mirror that is not a URL is named before daemon.json changes
+        written = open(node["dir"] + "/daemon.json").read()
+        rc, parsed, _log = play(dict(node["vars"], docker_setup_registry_mirrors=["mirror.invalid:5000"]))
+        assert rc != 0 and engine(parsed)["msg"].startswith(
+            "registry_mirrors must be http:// or https:// URLs of a registry (host[:port], no path), not "
+            "'mirror.invalid:5000'")
+        assert open(node["dir"] + "/daemon.json").read() == written
+    finally:
+        shared.images.remove("%s/library/%s:v1" % (REGISTRY, repo), force=True)
+        delete_repositories(REGISTRY, "library/" + repo)
+
+
 def test_check_mode_on_a_node_without_a_running_engine_starts_nothing(node):
     rc, parsed, log = play(dict(node["vars"], docker_setup_insecure_registries=["registry.invalid:5000"]), check=True)
     assert rc == 0, log

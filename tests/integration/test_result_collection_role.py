@@ -65,7 +65,7 @@ def test_merges_every_node_and_names_the_ones_without_results(tmp_path):
     assert "No results from: node3, node4" in html and "run job-7" in html
     # the compact summary reached the job artifacts
     stats = plays_stats(parsed)["madengine_summary"]
-    assert stats == {"run_id": "job-7", "rows": 18, "nodes": 4,
+    assert stats == {"run_id": "job-7", "rows": 18, "nodes": 4, "hosts": ["node1", "node2", "node3", "node4"],
                      "counts": {"SUCCESS": 11, "FAILURE": 7, "TIMEOUT": 0, "SKIPPED": 0},
                      "failed": ["dummy@node2", "dummy@node3", "dummy_multi@node3", "dummy2/model2@node3",
                                 "dummy@node4", "dummy_multi@node4", "dummy2/model2@node4"],
@@ -76,6 +76,7 @@ def test_merges_every_node_and_names_the_ones_without_results(tmp_path):
                      "csv": str(out / "perf.csv"), "html": str(out / "perf.html"), "json": None}
     shown = task_results(parsed, "Show where the results are")["localhost"]["msg"]
     assert "CSV: %s" % (out / "perf.csv") in shown and "no results from: node3, node4" in shown
+    assert "nodes in the run: node1, node2, node3, node4" in shown
 
     # Same inputs: same bytes, and the role reports no change.
     before = (out / "perf.csv").read_bytes(), (out / "perf.html").read_bytes()

@@ -272,6 +272,8 @@ def test_nvidia_device_request_reaches_the_engine(built, tmp_path, api, monkeypa
     (row,) = result["results"]
     assert row["status"] == "FAILURE" and row["gpu_product"] == "NVIDIA H100 80GB HBM3"
     assert row["cuda_version"] == "12.4" and row["gpu_ids"] == "0"
+    assert row["error"].startswith("the Docker engine of %s has no NVIDIA runtime, although the node has 1 NVIDIA "
+                                   "GPU: install the NVIDIA container toolkit" % row["host"]), row["error"]
     assert 'could not select device driver "nvidia"' in row["error"]
     assert [c for c in session_containers(api) if c["Labels"][RUN_LABEL] == result["run_id"]] == []
 

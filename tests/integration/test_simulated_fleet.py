@@ -23,7 +23,8 @@ from conftest import BASE_IMAGE, MAIN_ENGINE, REGISTRY, SAMPLE_MAD, run_playbook
 from docker_helpers import delete_repositories
 from fleet_helpers import SCRIPT, fleet, leftovers, snapshot, ssh, up
 
-from ansible_collections.rocm.madengine.plugins.module_utils.host import gpu, hostfs
+from ansible_collections.rocm.madengine.plugins.module_utils.host import gpu
+from ansible_collections.rocm.madengine.plugins.module_utils.host.hostfs import HostFs
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -44,8 +45,7 @@ def detect(host_root, vendor="auto"):
         proc = subprocess.run(argv, capture_output=True, text=True, check=False)
         return proc.returncode, proc.stdout, proc.stderr
 
-    host = hostfs.HostFs(host_root)
-    return gpu.detect(vendor, host, "/opt/rocm", runner)
+    return gpu.detect(vendor, HostFs(host_root), "/opt/rocm", runner)
 
 
 def docker_cli(host, *args):

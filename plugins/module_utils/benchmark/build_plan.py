@@ -399,7 +399,7 @@ class Planner(object):
     """Turns selected models into ImagePlans (and per-model failures), without Docker."""
 
     def __init__(self, mad_root, ctx, filter_ctx, credentials, image_prefix="ci-", target_archs=(), registry=None,
-                 log_dir=None, labels=None):
+                 log_dir=None, labels=None, targets=None):
         self.mad_root = mad_root
         self.ctx = ctx
         self.filter_ctx = filter_ctx
@@ -410,11 +410,18 @@ class Planner(object):
         self.user_labels = dict((str(k), str(v)) for k, v in (labels or {}).items())
         self.indexes = {}
         self.warnings = []
+        # (vendor, architecture) pairs of the nodes, or None: the context's gpu_vendor and target_archs
+        self.targets = list(targets) if targets is not None else None
+        self.skipped = []
+        self._arch_args = {}
         ctx_args = ctx.get("docker_build_arg") or {}
         self.archs = list(target_archs or [])
-        if self.archs and ARCH_ARG in ctx_args:
-            self.warnings.append("target_archs is ignored: the context sets docker_build_arg.%s=%s."
-                                 % (ARCH_ARG, ctx_args[ARCH_ARG]))
+        self.fixed_arch = ctx_args.get(ARCH_ARG)
+        if (self.archs or any(arch for _vendor, arch in self.targets or ())) and ARCH_ARG in ctx_args:
+            self.warnings.append("%s ignored: the context sets docker_build_arg.%s=%s."
+                                 % ("The nodes' architectures are" if self.targets else "target_archs is",
+                                    ARCH_ARG, ctx_args[ARCH_ARG]))
+        if ARCH_ARG in ctx_args:
             self.archs = []
         self.repository = credentials.registry_repository(registry) if registry else None
 
@@ -442,11 +449,56 @@ class Planner(object):
                     plans.append(item)
         return plans, failures
 
-    def plan_model(self, model):
-        name = model.get("name")
+    def _declares_arch(self, dockerfile):
+        """Whether a Dockerfile takes the architecture build argument (else one image serves every architecture)."""
+        if dockerfile not in self._arch_args:
+            try:
+                with open(os.path.join(self.mad_root, dockerfile), "rb") as handle:
+                    text = handle.read().decode("utf-8", "replace")
+            except OSError:
+                text = ""  # _plan_image names the unreadable file
+            self._arch_args[dockerfile] = ARCH_ARG in analyse(text).declared_args
+        return self._arch_args[dockerfile] and self.fixed_arch is None
+
+    def _context_choices(self, model):
+        """``[(dockerfile, arch)]`` of the build context's gpu_vendor and target_archs (madengine's build)."""
         dockerfiles, rejected = select_dockerfiles(self.mad_root, model, self.filter_ctx)
         if not dockerfiles:
             raise MadengineError(no_dockerfile_reason(model, self.ctx, rejected))
+        return [(dockerfile, arch) for dockerfile in dockerfiles for arch in (self.archs or [None])]
+
+    def _fleet_choices(self, model):
+        """``[(dockerfile, arch)]`` for the nodes' (vendor, architecture) targets.
+
+        A Dockerfile is built once per architecture only when it takes the architecture build argument.  A vendor
+        for which the model has no Dockerfile (while it has some for another) is recorded in ``skipped``: its nodes
+        skip the model with that reason.
+        """
+        archs_of = {}
+        for vendor, arch in self.targets:
+            archs_of.setdefault(vendor, []).append(arch or None)
+        choices, gaps, first = [], [], None
+        for vendor, archs in archs_of.items():
+            ctx = dict(self.filter_ctx, gpu_vendor=vendor)
+            dockerfiles, rejected = select_dockerfiles(self.mad_root, model, ctx)
+            if not dockerfiles:
+                gaps.append({"model": model.get("name"), "gpu_vendor": vendor,
+                             "reason": no_dockerfile_reason(model, ctx, rejected).rstrip(".")})
+                first = first or (ctx, rejected)
+            for dockerfile in dockerfiles:
+                for arch in (archs if self._declares_arch(dockerfile) else [None]):
+                    if (dockerfile, arch) not in choices:
+                        choices.append((dockerfile, arch))
+        if gaps and not choices:
+            any_vendor = dict((k, v) for k, v in self.filter_ctx.items() if k != "gpu_vendor")
+            if not select_dockerfiles(self.mad_root, model, any_vendor)[0]:
+                raise MadengineError(no_dockerfile_reason(model, first[0], first[1]))
+        self.skipped.extend(gaps)
+        return choices
+
+    def plan_model(self, model):
+        name = model.get("name")
+        choices = self._fleet_choices(model) if self.targets is not None else self._context_choices(model)
         scripts = ScriptsBundle.from_model(self.mad_root, model)
         context_rel = _model_context_dir(model)
         context_dir = os.path.normpath(os.path.join(self.mad_root, context_rel))
@@ -456,16 +508,15 @@ class Planner(object):
         secret_args = dict((k, v) for k, v in self.credentials.env_secrets.items())
         secret_args.update(self.credentials.model_build_args(model))
         result = []
-        for dockerfile in dockerfiles:
-            for arch in (self.archs or [None]):
-                try:
-                    result.append(self._plan_image(model, dockerfile, arch, scripts, context_rel, context_dir,
-                                                   secret_args))
-                except MadengineError as exc:
-                    failure = {"model": name, "dockerfile": dockerfile, "stage": "plan", "error": str(exc)}
-                    if arch:
-                        failure["architecture"] = arch
-                    result.append(failure)
+        for dockerfile, arch in choices:
+            try:
+                result.append(self._plan_image(model, dockerfile, arch, scripts, context_rel, context_dir,
+                                               secret_args))
+            except MadengineError as exc:
+                failure = {"model": name, "dockerfile": dockerfile, "stage": "plan", "error": str(exc)}
+                if arch:
+                    failure["architecture"] = arch
+                result.append(failure)
         return result
 
     def _plan_image(self, model, dockerfile, arch, scripts, context_rel, context_dir, secret_args):

@@ -41,15 +41,23 @@ from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.data impo
 from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.discovery import (
     _check_types,
     discover,
+    parse_tag,
     select,
+    split_tags,
 )
 from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.docker_client import (
     client_from_module,
     scrub,
 )
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.fleet import (
+    build_targets,
+    check_profiles,
+)
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.fleet import plan as fleet_plan
 from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.manifest import (
     build_manifest,
     check_directory,
+    load_manifest,
     prepare_output,
     read_previous,
     would_change,
@@ -66,6 +74,7 @@ from ansible_collections.rocm.madengine.plugins.module_utils.common import (
 
 MANIFEST_NAME = "build_manifest.json"
 DATA_NAME = "data.json"
+CREDENTIAL_NAME = "credential.json"
 
 
 def run(module):
@@ -114,10 +123,20 @@ def data_providers(path, mad_root):
     return load_data_config(path) if path else None
 
 
+def default_credential_file(path, mad_root):
+    """``path``, else ``<mad_root>/credential.json`` when there is one (madengine reads it from the MAD tree)."""
+    if path:
+        return path
+    default = os.path.join(mad_root, CREDENTIAL_NAME)
+    return default if os.path.isfile(default) else None
+
+
 def image_models(manifest, selected):
-    """Names of the selected models that have an image or a recorded build failure, in selection order."""
+    """Names of the selected models that have an image, a recorded build failure or a vendor without a Dockerfile,
+    in selection order."""
     names = set(model.get("name") for model in manifest["built_models"].values())
     names.update(failure.get("model") for failure in manifest["summary"]["failed_builds"])
+    names.update(skip.get("model") for skip in manifest.get("skipped_builds") or ())
     ordered = []
     for model in selected:
         if model.get("name") in names and model["name"] not in ordered:
@@ -144,6 +163,73 @@ def outcome_failures(outcomes):
     return failures
 
 
+def fleet_profiles(params):
+    """``(profiles, targets)`` of the nodes option (``({}, None)`` without nodes: the context decides)."""
+    if not params.get("nodes"):
+        if params.get("matrix", "all") != "all":
+            raise MadengineError("matrix %s needs the nodes option (the nodes and their GPU profiles)."
+                                 % params["matrix"])
+        return {}, None
+    profiles = check_profiles(params["nodes"])
+    return profiles, build_targets(profiles, params.get("target_archs") or ())
+
+
+def fleet_result(models, profiles, targets, params, skipped=()):
+    """What the nodes run: ``assignments`` (node -> models), ``groups`` and ``targets`` (empty without nodes)."""
+    if not profiles:
+        return {"assignments": {}, "groups": [], "targets": []}
+    unsupported = {}
+    for gap in skipped:
+        unsupported.setdefault(gap.get("model"), []).append(str(gap.get("gpu_vendor") or "").upper())
+    assignments, groups = fleet_plan(models, profiles, params.get("matrix") or "all", params.get("durations"),
+                                     unsupported)
+    return {"assignments": assignments, "groups": groups,
+            "targets": [{"gpu_vendor": vendor, "gpu_architecture": arch} for vendor, arch in targets]}
+
+
+def manifest_models(manifest, tags, source):
+    """The models of a manifest (image, failed or skipped), in its order, filtered by ``tags``."""
+    models, seen = [], set()
+    entries = list(manifest["built_models"].values())
+    entries += [{"name": f.get("model")} for f in (manifest.get("summary") or {}).get("failed_builds") or ()]
+    entries += [{"name": s.get("model")} for s in manifest.get("skipped_builds") or ()]
+    for entry in entries:
+        if isinstance(entry, dict) and entry.get("name") and entry["name"] not in seen:
+            seen.add(entry["name"])
+            models.append(entry)
+    flat = [t for t in split_tags(tags) if t != "all"]
+    if not flat:
+        return models
+    known = [m["name"] for m in models]
+    chosen = []
+    for raw in flat:
+        spec = parse_tag(raw, known)
+        matched = [m for m in models if spec.matches({"name": m["name"], "tags": m.get("tags") or []})]
+        if not matched:
+            raise MadengineError("Tag '%s' selects no model of %s (models: %s)." % (raw, source, ", ".join(known)))
+        chosen.extend(m for m in matched if m not in chosen)
+    return [m for m in models if m in chosen]
+
+
+def missing_images(manifest, models, targets):
+    """``model for vendor arch`` of every selected model and node kind a reused manifest has no image for (a model
+    the build skipped for that vendor is not missing)."""
+    have, gaps = {}, set()
+    for entry in manifest["built_images"].values():
+        if isinstance(entry, dict):
+            have.setdefault(entry.get("model"), []).append(((entry.get("gpu_vendor") or "").upper(),
+                                                            entry.get("gpu_architecture") or ""))
+    for gap in manifest.get("skipped_builds") or ():
+        gaps.add((gap.get("model"), str(gap.get("gpu_vendor") or "").upper()))
+    missing = []
+    for vendor, arch in targets or ():
+        for model in models:
+            if (model, vendor) not in gaps and not any(
+                    v in ("", vendor) and a in ("", arch) for v, a in have.get(model, ())):
+                missing.append("%s for %s" % (model, ("%s %s" % (vendor, arch)) if arch else vendor))
+    return missing
+
+
 class BuildTask(object):
     """One madengine_build call."""
 
@@ -158,14 +244,22 @@ class BuildTask(object):
     def run(self):
         params = self.params
         mad_root = params["mad_root"]
+        run_id = resolve_run_id(params.get("run_id"))
+        profiles, targets = fleet_profiles(params)
+        if params.get("reuse_manifest"):
+            return self.reuse(params["reuse_manifest"], run_id, profiles, targets)
         if not mad_root or not os.path.isdir(mad_root):
             raise MadengineError("mad_root %s is not a directory." % (mad_root or "(empty)"))
-        run_id = resolve_run_id(params.get("run_id"))
         registry = validate_registry(params.get("registry"))
         ctx, source = load_context(params.get("additional_context"), params.get("additional_context_file"))
+        vendors = sorted(set(v for v, _a in targets or ()))
+        if targets is not None and ctx.get("gpu_vendor") and vendors != [str(ctx["gpu_vendor"]).upper()]:
+            self.warn("The build context's gpu_vendor %s is not used: Dockerfiles are chosen for the vendors of the "
+                      "nodes (%s)." % (ctx["gpu_vendor"], ", ".join(vendors)))
         ctx = normalise_context(ctx, source)
         providers = data_providers(params.get("data_config"), mad_root)
-        credentials = Credentials.load(params.get("credential_file"), document=self.credentials)
+        credentials = Credentials.load(None if self.credentials is not None else default_credential_file(
+            params.get("credential_file"), mad_root), document=self.credentials)
         selected = self.selected_models(mad_root)
         extra = [params.get("registry_password")]
         self.secrets = credentials.secret_values(selected, extra=extra)
@@ -174,10 +268,14 @@ class BuildTask(object):
         manifest_path, log_dir = self.locations(mad_root)
         planner = Planner(mad_root, ctx, filter_context(ctx, detect_build_context(mad_root)), credentials,
                           image_prefix=params.get("image_prefix") or "", target_archs=params.get("target_archs") or [],
-                          registry=registry, log_dir=log_dir, labels=params.get("labels"))
+                          registry=registry, log_dir=log_dir, labels=params.get("labels"), targets=targets)
         plans, failures = planner.plan(selected)
         for message in planner.warnings:
             self.warn(message)
+        fleet = fleet_result(image_models({"built_models": dict((p.image, p.model) for p in plans),
+                                           "summary": {"failed_builds": failures},
+                                           "skipped_builds": planner.skipped}, selected), profiles, targets, params,
+                             planner.skipped)
         previous_doc = read_previous(manifest_path)
         previous = previous_doc.get("built_images") if isinstance(previous_doc.get("built_images"), dict) else {}
         policy = BuildPolicy(rebuild=params.get("rebuild"), pull=params.get("pull", True),
@@ -191,6 +289,9 @@ class BuildTask(object):
             failure["error"] = scrub(failure["error"], self.secrets)
 
         manifest = build_manifest([self.as_done(o) for o in outcomes], failures, ctx, selected, registry)
+        if targets is not None:
+            manifest["targets"] = fleet["targets"]
+            manifest["skipped_builds"] = planner.skipped
         if self.check_mode:
             manifest_changed = would_change(manifest_path, manifest)
         else:
@@ -198,9 +299,37 @@ class BuildTask(object):
         if params.get("summary_output") and not self.check_mode:
             prepare_output(params["summary_output"], "summary_output")
             atomic_write_json(params["summary_output"], manifest["summary"])
-        return self.result(outcomes, failures, manifest, manifest_path, manifest_changed, {
-            "run_id": run_id, "selected": selected, "models": image_models(manifest, selected),
-            "data_providers": providers, "catalogue_files": collect_files(mad_root, ctx, selected, providers)})
+        fleet.update(run_id=run_id, selected=selected, models=image_models(manifest, selected),
+                     data_providers=providers, skipped_builds=planner.skipped,
+                     catalogue_files=collect_files(mad_root, ctx, selected, providers))
+        return self.result(outcomes, failures, manifest, manifest_path, manifest_changed, fleet)
+
+    def reuse(self, path, run_id, profiles, targets):
+        """A manifest built earlier, instead of a build: nothing is built, pushed or written."""
+        manifest = load_manifest(path)
+        source = "manifest %s" % path
+        selected = manifest_models(manifest, self.params.get("tags") or [], source)
+        if not selected:
+            raise MadengineError("%s holds no model." % source[0].upper() + source[1:])
+        missing = missing_images(manifest, [m["name"] for m in selected], targets)
+        if missing:
+            self.warn("%s has no image of %s: the nodes of those kinds skip or fail those models."
+                      % (source, ", ".join(missing)))
+        mad_root = self.params.get("mad_root")
+        has_tree = bool(mad_root and os.path.isdir(mad_root))
+        providers = data_providers(self.params.get("data_config"), mad_root) if (
+            self.params.get("data_config") or has_tree) else None
+        names = [m["name"] for m in selected]
+        result = fleet_result(names, profiles, targets, self.params, manifest.get("skipped_builds") or ())
+        # the files the nodes need beside the images follow the context the manifest was built with
+        files = collect_files(mad_root, manifest.get("context") or {}, selected, providers) if has_tree else None
+        result.update(run_id=run_id, selected=selected, models=names, data_providers=providers,
+                      skipped_builds=list(manifest.get("skipped_builds") or []), catalogue_files=files)
+        reused = sorted(key for key, entry in manifest["built_images"].items()
+                        if isinstance(entry, dict) and entry.get("model") in names)
+        result.update(changed=False, built=[], reused=reused, pushed=[], failures=[],
+                      images=[], manifest=manifest, manifest_path=os.path.abspath(path), manifest_changed=False)
+        return result
 
     def selected_models(self, mad_root):
         """The models to build: the ``models`` option, or what ``tags`` select from the catalogue."""

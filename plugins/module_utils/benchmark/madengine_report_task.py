@@ -24,6 +24,7 @@ from ansible_collections.rocm.madengine.plugins.module_utils.benchmark import hi
 from ansible_collections.rocm.madengine.plugins.module_utils.benchmark import report as _report
 from ansible_collections.rocm.madengine.plugins.module_utils.benchmark import report_html as _html
 from ansible_collections.rocm.madengine.plugins.module_utils.benchmark import results_db as _db
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.fleet import durations_from_rows
 from ansible_collections.rocm.madengine.plugins.module_utils.common import (
     MadengineError,
     absolute_paths,
@@ -66,6 +67,12 @@ def database_location(module):
     if location.kind == "postgresql" and _db.psycopg is None:
         module.fail_json(msg=missing_required_lib("psycopg"), exception=_db.PSYCOPG_IMPORT_ERROR)
     return location
+def _durations(path):
+    """The median test_duration of each row model's SUCCESS rows in a merged CSV; {} when the file does not exist."""
+    if not os.path.exists(path):
+        return {}
+    _header, rows = _report.read_previous_csv(path)
+    return durations_from_rows(rows)
 
 
 def report_task(module):
@@ -75,15 +82,19 @@ def report_task(module):
     models = model_list(params["models"])
     location = database_location(module)
 
+    matrix = params.get("matrix") or "all"
     previous_rows = None
     if params["previous_csv"]:
         _header, previous_rows = _report.read_previous_csv(params["previous_csv"])
         plan, pairs = _report.rerun_plan(previous_rows, hosts=hosts, models=models,
-                                         statuses=tuple(params["rerun_statuses"]))
+                                         statuses=tuple(params["rerun_statuses"]), matrix=matrix)
         result.update(rerun=plan, rerun_pairs=pairs)
     if params["import_csv"]:
         result["imported"] = import_history(module, location, params["import_csv"])
         result["changed"] = result["imported"]["rows_written"] > 0
+    if params.get("durations_from"):
+        result["durations"] = _durations(params["durations_from"])
+
     if params["results"] is None:
         return result
 
@@ -106,7 +117,8 @@ def report_task(module):
             filled=("model",))[1])
     _html.log_linker(params["log_url"], None)  # a bad template is an error before anything is written
     report = _report.merge(params["results"], hosts=hosts, models=models, previous_rows=previous_rows,
-                           fill_missing=params["fill_missing"], rerun_statuses=tuple(params["rerun_statuses"]))
+                           fill_missing=params["fill_missing"], rerun_statuses=tuple(params["rerun_statuses"]),
+                           assignments=params.get("assignments") or None, matrix=matrix)
     for note in report.notes:
         module.warn(note)
 

@@ -50,14 +50,12 @@ from ansible_collections.rocm.madengine.plugins.module_utils.common import (
     atomic_write_json,
     mask_only,
 )
-from ansible_collections.rocm.madengine.plugins.module_utils.host.gpu import detect, rocm_root
+from ansible_collections.rocm.madengine.plugins.module_utils.host.gpu import detect, rocm_root, tool_runner
 from ansible_collections.rocm.madengine.plugins.module_utils.host.hostfs import HostFs
 
 CSV_NAME = "perf.csv"
 # Context keys that describe one machine: a manifest's values describe the build host, not this node.
 NODE_CONTEXT_KEYS = ("docker_gpus", "docker_cpus", "gpu_renderDs")
-# GPU tools get this long; a wedged driver can hang them.
-TOOL_TIMEOUT = 60
 
 
 def run(module):
@@ -70,20 +68,6 @@ def run(module):
     except MadengineError as exc:
         module.fail_json(msg=str(exc))
     module.exit_json(**result)
-
-
-def tool_runner(module):
-    """``runner(argv) -> (rc, out, err)`` for the GPU tools, bounded by coreutils' timeout when it is there."""
-    timeout_bin = module.get_bin_path("timeout")
-
-    def run_tool(argv):
-        try:
-            return module.run_command(([timeout_bin, str(TOOL_TIMEOUT)] if timeout_bin else []) + list(argv),
-                                      handle_exceptions=False)
-        except OSError as exc:
-            return None, "", str(exc)
-
-    return run_tool
 
 
 def _load_manifest(params):

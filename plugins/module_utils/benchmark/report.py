@@ -168,13 +168,15 @@ def read_previous_csv(path):
         raise
 
 
-def rerun_plan(previous_rows, hosts=None, models=None, statuses=RERUN_STATUSES):
+def rerun_plan(previous_rows, hosts=None, models=None, statuses=RERUN_STATUSES, matrix="all"):
     """Failed or missing (model, node) pairs of a previous merged CSV.
 
-    A pair is re-run when any of its rows has one of ``statuses``, or when it has no row at all.
-    Expected nodes are ``hosts`` (default: the nodes in the CSV), expected models ``models``
-    (default: every model of the CSV).  Returns ({host: [model, ...]}, [{model, host, reason}]):
-    every expected node is a key, with an empty list when nothing of it needs a re-run.
+    A pair is re-run when any of its rows has one of ``statuses``, or (``matrix`` all) when it has no row
+    at all.  With ``matrix`` shard not every model ran on every node: only pairs with rows are expected (a
+    node's missing share has FAILURE rows in a merged CSV).  Expected nodes are ``hosts`` (default: the
+    nodes in the CSV), expected models ``models`` (default: every model of the CSV).  Returns
+    ({host: [model, ...]}, [{model, host, reason}]): every expected node is a key, with an empty list when
+    nothing of it needs a re-run.
     """
     pairs = Pair(model_names(models))
     seen = {}
@@ -196,7 +198,7 @@ def rerun_plan(previous_rows, hosts=None, models=None, statuses=RERUN_STATUSES):
         for model in pairs.names:
             if (model, host) in failed:
                 reason = failed[(model, host)]
-            elif model not in seen.get(host, ()):
+            elif model not in seen.get(host, ()) and matrix == "all":
                 reason = "missing"
             else:
                 continue
@@ -256,15 +258,30 @@ def require_pandas():
         raise MadengineError("The pandas Python library is needed on the controller to merge results.")
 
 
-def merge(results, hosts=None, models=None, previous_rows=None, fill_missing=True, rerun_statuses=RERUN_STATUSES):
+def expected_pairs(assignments, hosts, names):
+    """``{host: [model, ...]}``: the models each expected node was to run (``assignments``, else every model)."""
+    if assignments is None:
+        return dict((host, list(names)) for host in hosts)
+    if not isinstance(assignments, dict):
+        raise MadengineError("assignments must map each node to the list of models it runs.")
+    expected = {}
+    for host, given in assignments.items():
+        expected[str(host)] = model_names(given if isinstance(given, (list, tuple)) else [given])
+    return expected
+
+
+def merge(results, hosts=None, models=None, previous_rows=None, fill_missing=True, rerun_statuses=RERUN_STATUSES,
+          assignments=None, matrix="all"):
     """Merge every node's rows (with pandas) into one ordered table.
 
     ``hosts`` are the nodes expected to return rows (default: those in ``results``); a node with no
     rows is *missing*.  ``models`` are the selected models: with them, every expected pair without a
     row gets a FAILURE row saying so (``fill_missing``), and rows are ordered by model within a node.
+    The expected pairs are every model on every node, or ``assignments`` ({node: [model, ...]}) when not
+    every node ran every model (a shard, a re-run); a node with nothing assigned is not missing.
     ``previous_rows`` (from a previous merged CSV) are carried over for the pairs the new results do
     not cover, which is how a re-run of failed pairs yields a complete table again; a node is then
-    missing only when the re-run plan (``rerun_statuses``) gave it something to run.
+    missing only when the re-run plan (``rerun_statuses``, ``matrix``) gave it something to run.
     """
     require_pandas()
     by_host, notes = normalise_results(results)
@@ -276,9 +293,12 @@ def merge(results, hosts=None, models=None, previous_rows=None, fill_missing=Tru
             order.append(host)
     planned = None
     if previous_rows is not None:
-        planned, _pairs = rerun_plan(previous_rows, hosts=order, models=names, statuses=rerun_statuses)
+        planned, _pairs = rerun_plan(previous_rows, hosts=order, models=names, statuses=rerun_statuses,
+                                     matrix=matrix)
+    expected = expected_pairs(assignments, hosts or sorted(by_host), names)
     missing_hosts = [host for host in order
-                     if not by_host.get(host) and (planned is None or planned.get(host, True))]
+                     if not by_host.get(host) and (planned is None or planned.get(host, True))
+                     and (assignments is None or expected.get(host))]
 
     fresh = {}
     covered = set()
@@ -301,7 +321,7 @@ def merge(results, hosts=None, models=None, previous_rows=None, fill_missing=Tru
     if fill_missing and names:
         for host in (hosts or sorted(by_host)):
             have = set(pairs.base(row["model"]) for row in fresh.get(host, ()))
-            for name in names:
+            for name in expected.get(host, ()):
                 if name not in have:
                     reason = (NO_RESULTS if host in missing_hosts else NO_ROW) % host
                     fresh.setdefault(host, []).append(make_row(model=name, host=host, status="FAILURE",
@@ -339,6 +359,7 @@ def summary(report, run_id, csv_path=None, html_path=None, max_failed=20, compar
         run_id=run_id,
         rows=len(report.rows),
         nodes=len(report.hosts),
+        hosts=list(report.hosts),
         counts=report.counts(),
         failed=["%s@%s" % (p["model"], p["host"]) for p in failed[:max_failed]],
         failed_total=len(failed),

@@ -36,7 +36,7 @@ from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.perf impo
     truthy,
 )
 from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.rows import COLUMNS, make_row
-from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.run_plan import tags_text
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.run_plan import PLACEHOLDERS, tags_text
 from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.sysenv import ENV_SUFFIX
 from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.workspace import (
     WORKSPACE,
@@ -45,6 +45,9 @@ from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.workspace
     safe_members,
 )
 from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError, utc_now
+
+# What an engine without the NVIDIA device driver (container toolkit) answers to a GPU container.
+NO_NVIDIA_RUNTIME = 'could not select device driver "nvidia"'
 
 
 class _LogPump(threading.Thread):
@@ -234,7 +237,7 @@ class Executor(object):
                 except DockerError as exc:
                     handle.write("# %s\n" % scrub(str(exc), self.secrets))
                     run.status = "FAILURE"
-                    return [self._row(run, "FAILURE", error=str(exc))]
+                    return [self._row(run, "FAILURE", error=self._start_error(exc))]
                 finally:
                     run.timings["start"] = round(time.monotonic() - clock, 3)
                 clock = time.monotonic()
@@ -255,6 +258,16 @@ class Executor(object):
                     self._keep(run)
                 else:
                     self._remove(run)
+
+    def _start_error(self, exc):
+        """Why a container did not start; an engine without the NVIDIA runtime is named as such."""
+        text = str(exc)
+        if self.gpu.vendor == "NVIDIA" and NO_NVIDIA_RUNTIME in text:
+            return ("the Docker engine of %s has no NVIDIA runtime, although the node has %d NVIDIA GPU%s: install the "
+                    "NVIDIA container toolkit and register it with the engine (docker_setup does, for a node whose "
+                    "madengine_gpu_vendor is NVIDIA); the engine said: %s"
+                    % (self.settings.node_name, self.gpu.count, "" if self.gpu.count == 1 else "s", text.rstrip(".")))
+        return text
 
     def _wait(self, run, steps, timeout):
         """True when the run timed out (its container is then killed); sets run.exit_code otherwise."""
@@ -388,7 +401,8 @@ class Executor(object):
             gpus_per_node=len(run.gpu_ids), training_precision=model.get("training_precision") or "",
             pipeline=settings.environ.get("pipeline") or "", args=run.args, tags=tags_text(model.get("tags") or []),
             docker_file=entry.get("dockerfile") or "", base_docker=entry.get("base_docker") or "",
-            docker_sha=entry.get("docker_sha") or "", docker_image=entry.get("docker_image") or run.key,
+            docker_sha=entry.get("docker_sha") or "",
+            docker_image=entry.get("docker_image") or ("" if run.key in PLACEHOLDERS else run.key),
             git_commit=run.git_commit, machine_name=socket.gethostname(), deployment_type=settings.deployment_type,
             launcher="docker", gpu_architecture=",".join(archs) or gpu.arch, build_duration=entry.get("build_duration"),
             dataname=",".join(m.name for m in run.data), data_provider_type=",".join(m.provider for m in run.data),

@@ -57,6 +57,8 @@ HOST_ENV_PASSTHROUGH = (
     "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES", "MIOPEN_USER_DB_PATH",
 )
 AMD_GROUPS = ("video", "render")
+# Keys of the runs standing for a model without an image: its build failed, or its Dockerfiles are for other vendors.
+PLACEHOLDERS = ("(build failed)", "(no image)")
 _NAME_CHARS = re.compile(r"[^a-zA-Z0-9_.-]+")
 
 
@@ -120,6 +122,9 @@ class ModelRun(object):
         self.enter = ""             # how to enter a container kept running
         self.git_commit = ""
         self.output_files = []
+        # from the manifest: this model's build failures, and {vendor: reason} of vendors it has no Dockerfile for
+        self.build_failures = []
+        self.no_dockerfile = {}
 
     def skip(self, reason):
         self.action, self.reason = "skip", reason
@@ -127,8 +132,15 @@ class ModelRun(object):
     def fail(self, reason):
         self.action, self.reason = "fail", reason
 
+    def planned(self, secrets=()):
+        """The plan in a few words: ``run <image>``, ``skip: <reason>`` or ``fail: <reason>``."""
+        if self.action == "run":
+            return "run %s" % self.key
+        return "%s: %s" % (self.action, scrub(self.reason, secrets))
+
     def as_result(self, secrets=()):
         result = {"model": self.name, "image": self.key, "action": self.action, "reason": scrub(self.reason, secrets),
+                  "planned": self.planned(secrets),
                   "timeout": self.timeout, "gpu_ids": list(self.gpu_ids), "log_path": self.log_path,
                   "data": [m.as_dict() for m in self.data],
                   "container": self.spec.as_dict(self.secret_names, secrets) if self.spec is not None else None}
@@ -143,6 +155,26 @@ class ModelRun(object):
                                "post_scripts": [i["path"] for i in self.steps.post_scripts],
                                "model_dir": self.steps.model_dir, "command": scrub(self.steps.command, secrets)}
         return result
+
+
+def without_image(run):
+    """A run of the same model standing for no image (the key of a model built for other vendors only)."""
+    other = ModelRun(PLACEHOLDERS[1], {}, run.model)
+    other.args, other.build_failures, other.no_dockerfile = run.args, run.build_failures, run.no_dockerfile
+    return other
+
+
+def build_gaps(manifest):
+    """``(failed, gaps)``: the manifest's build failures by model, and {model: {vendor: reason}} of its
+    ``skipped_builds`` (vendors a model has no Dockerfile for)."""
+    failed, gaps = {}, {}
+    for failure in ((manifest.get("summary") or {}).get("failed_builds") or []):
+        if isinstance(failure, dict) and failure.get("model"):
+            failed.setdefault(failure["model"], []).append(failure)
+    for gap in manifest.get("skipped_builds") or []:
+        if isinstance(gap, dict) and gap.get("model"):
+            gaps.setdefault(gap["model"], {})[str(gap.get("gpu_vendor") or "").upper()] = str(gap.get("reason") or "")
+    return failed, gaps
 
 
 def select_runs(manifest, source, tags=()):
@@ -172,13 +204,23 @@ def select_runs(manifest, source, tags=()):
                      % (source, run.name, key))
         runs.append(run)
     built = set(r.name for r in runs)
+    failed, gaps = build_gaps(manifest)
     for failure in ((manifest.get("summary") or {}).get("failed_builds") or []):
         if isinstance(failure, dict) and failure.get("model") and failure["model"] not in built:
-            run = ModelRun("(build failed)", {}, {"name": failure["model"]})
+            run = ModelRun(PLACEHOLDERS[0], {}, {"name": failure["model"]})
             run.fail("the build of model '%s' failed, so %s has no image for it: %s"
                      % (failure["model"], source, str(failure.get("error") or "no reason recorded").rstrip(".")))
             runs.append(run)
             built.add(failure["model"])
+    for name in gaps:
+        if name not in built:
+            run = ModelRun(PLACEHOLDERS[1], {}, {"name": name})
+            run.skip("the build made no image of model '%s' for this node's GPU vendor" % name)
+            runs.append(run)
+            built.add(name)
+    for run in runs:
+        run.build_failures = failed.get(run.name, [])
+        run.no_dockerfile = gaps.get(run.name, {})
     flat = split_tags(tags)
     if not flat:
         return runs
@@ -306,34 +348,74 @@ class Planner(object):
 
     # -- fitting images to the node
 
+    def _arch_matches(self, arch):
+        """An image's architecture against the node's: ``gfx942``; NVIDIA's short name or its product name."""
+        names = [n for n in (self.gpu.build_arch, self.gpu.arch) if n]
+        return any(arch.lower() == name.lower() for name in names)
+
     def _fits(self, run):
         vendor = (run.entry.get("gpu_vendor") or "").upper()
         arch = run.entry.get("gpu_architecture") or ""
         if vendor and vendor != self.gpu.vendor:
             return "image %s is built for %s GPUs, and this node's gpu_vendor is %s" % (
                 run.key, vendor, self.gpu.vendor)
-        if arch and arch != self.gpu.arch:
+        if arch and not self._arch_matches(arch):
             return "image %s is built for %s, and this node's architecture is %s" % (
-                run.key, arch, self.gpu.arch or "none (CPU)")
+                run.key, arch, self.gpu.build_arch or "none (CPU)")
         return None
 
+    def _unfit_reason(self, run, reason):
+        """Why a model has no image for this node: no Dockerfile for its vendor (SKIPPED), its build for this
+        node's architecture failed (FAILURE), or what the images are built for (SKIPPED)."""
+        if self.gpu.vendor in run.no_dockerfile:
+            return "skip", run.no_dockerfile[self.gpu.vendor]
+        if run.key == PLACEHOLDERS[0]:
+            return run.action, run.reason
+        for failure in run.build_failures:
+            if (failure.get("architecture") or "") in ("", self.gpu.build_arch):
+                return "fail", "the build of model '%s' for %s failed: %s" % (
+                    run.name, failure.get("architecture") or "this node", str(failure.get("error")
+                                                                              or "no reason recorded").rstrip("."))
+        if run.key == PLACEHOLDERS[1]:
+            return "fail", "the manifest has no image of model '%s' for gpu_vendor %s" % (run.name, self.gpu.vendor)
+        return "skip", "no image of model '%s' fits this node: %s" % (run.name, reason)
+
+    def _most_specific(self, runs):
+        """Of a model's fitting images of one Dockerfile, those built for the node's architecture when there are."""
+        specific = set(r.entry.get("dockerfile") for r in runs if r.entry.get("gpu_architecture"))
+        kept = []
+        for run in runs:
+            if not run.entry.get("gpu_architecture") and run.entry.get("dockerfile") in specific:
+                self.filtered.append({"model": run.name, "image": run.key, "reason": "an image built for %s fits "
+                                      "this node better" % self.gpu.build_arch})
+            else:
+                kept.append(run)
+        return kept
+
     def fit(self, runs):
-        """Drop images for another vendor/architecture when the model has one that fits; else SKIPPED."""
+        """Keep the images that fit the node (the most specific of each Dockerfile); a model without one is
+        SKIPPED (or FAILURE when its build for this node failed)."""
         reasons = dict((id(r), self._fits(r)) for r in runs if r.action == "run")
-        fitting = set(r.name for r in runs if r.action == "run" and reasons[id(r)] is None)
+        fitting = {}
+        for run in runs:
+            if run.action == "run" and reasons[id(run)] is None:
+                fitting.setdefault(run.name, []).append(run)
+        keep = set(id(r) for group in fitting.values() for r in self._most_specific(group))
         kept, reported = [], set()
         for run in runs:
             reason = reasons.get(id(run))
-            if reason is None:
-                kept.append(run)
-            elif run.name in fitting:
-                self.filtered.append({"model": run.name, "image": run.key, "reason": reason})
-            elif run.name not in reported:
-                reported.add(run.name)
-                run.skip("no image of model '%s' fits this node: %s" % (run.name, reason))
-                kept.append(run)
+            if id(run) in keep or (run.action != "run" and run.key not in PLACEHOLDERS):
+                kept.append(run)  # a fitting image, or a manifest entry that cannot run (a FAILURE row)
+            elif run.name in fitting or run.name in reported:
+                if reason is not None:
+                    self.filtered.append({"model": run.name, "image": run.key, "reason": reason})
             else:
-                self.filtered.append({"model": run.name, "image": run.key, "reason": reason})
+                reported.add(run.name)
+                action, why = self._unfit_reason(run, reason or run.reason)
+                # a model with no Dockerfile for this vendor: its row names no image, none was built for it
+                unfit = without_image(run) if self.gpu.vendor in run.no_dockerfile else run
+                unfit.fail(why) if action == "fail" else unfit.skip(why)
+                kept.append(unfit)
         return kept
 
     # -- one run

@@ -30,6 +30,7 @@ RELOADABLE_KEYS = frozenset((
     "max-download-attempts", "registry-mirrors", "runtimes", "shutdown-timeout",
 ))
 _REGISTRY_NAME = re.compile(r"^[A-Za-z0-9.\[\]:-]+$")
+_MIRROR_URL = re.compile(r"^https?://[A-Za-z0-9.\[\]:-]+/?$")
 # Docker trusts these already (plain HTTP to a loopback registry is allowed).
 _LOOPBACK = re.compile(r"^(localhost|127(\.[0-9]{1,3}){3}|\[::1\])(:[0-9]+)?$")
 
@@ -62,6 +63,20 @@ def trusted_registries(registries):
     return [name for name in registries if not _LOOPBACK.match(name)]
 
 
+def registry_mirrors(mirrors):
+    """The pull-through mirrors daemon.json must list: ``http(s)://host[:port][/]`` URLs, as Docker accepts them."""
+    bad = [url for url in mirrors if not _MIRROR_URL.match(url or "")]
+    if bad:
+        raise MadengineError("registry_mirrors must be http:// or https:// URLs of a registry (host[:port], no path), "
+                             "not %s." % ", ".join(repr(b) for b in bad))
+    return [url.rstrip("/") for url in mirrors]
+
+
+def listed_mirrors(info):
+    """The mirrors an engine's ``info`` lists, as :func:`registry_mirrors` writes them (Docker adds a ``/``)."""
+    return [str(url).rstrip("/") for url in (((info or {}).get("RegistryConfig") or {}).get("Mirrors") or [])]
+
+
 def parse_config(text, path):
     """daemon.json's content (None: no file) as a dict; empty means {}."""
     if text is None or not text.strip():
@@ -75,14 +90,15 @@ def parse_config(text, path):
     return config
 
 
-def wanted_config(current, registries=(), runtimes=None, default_runtime=None, settings=None):
-    """daemon.json as it must be: the current keys, the registries added (kept in order), runtimes that are not
-    registered yet, the default runtime, then ``settings`` over everything."""
+def wanted_config(current, registries=(), runtimes=None, default_runtime=None, settings=None, mirrors=()):
+    """daemon.json as it must be: the current keys, the registries and mirrors added (kept in order), runtimes that
+    are not registered yet, the default runtime, then ``settings`` over everything."""
     wanted = dict(current)
-    listed = list(current.get("insecure-registries") or [])
-    missing = [name for name in registries if name not in listed]
-    if missing:
-        wanted["insecure-registries"] = listed + missing
+    for key, names in (("insecure-registries", registries), ("registry-mirrors", mirrors)):
+        listed = list(current.get(key) or [])
+        missing = [name for name in names if name not in listed and name + "/" not in listed]
+        if missing:
+            wanted[key] = listed + missing
     known = current.get("runtimes") or {}
     added = dict((name, spec) for name, spec in (runtimes or {}).items() if name not in known)
     if added:

@@ -26,7 +26,9 @@ from ansible_collections.rocm.madengine.plugins.module_utils.host.docker_daemon 
     Endpoint,
     EngineAPI,
     changed_keys,
+    listed_mirrors,
     parse_config,
+    registry_mirrors,
     render,
     restart_keys,
     trusted_registries,
@@ -49,6 +51,7 @@ class Plan(object):
             raise MadengineError("wait_timeout must be a number of seconds above 0, not %d." % params["wait_timeout"])
         self.path = params["daemon_json"]
         self.registries = trusted_registries(params["insecure_registries"] or [])
+        self.mirrors = registry_mirrors(params.get("registry_mirrors") or [])
         self.runtimes = dict((name, spec if isinstance(spec, dict) else {"path": spec, "runtimeArgs": []})
                              for name, spec in (params["runtimes"] or {}).items())
         mode = params["service_mode"]
@@ -63,7 +66,7 @@ class Plan(object):
                 raise MadengineError("Cannot read %s: %s." % (self.path, exc.strerror or exc))
         self.current = parse_config(text, self.path)
         self.wanted = wanted_config(self.current, self.registries, self.runtimes, params["default_runtime"],
-                                    params["daemon_options"])
+                                    params["daemon_options"], self.mirrors)
         self.changed_keys = changed_keys(self.current, self.wanted)
         self.restart_keys = restart_keys(self.changed_keys)
 
@@ -201,19 +204,22 @@ def write_config(module, plan):
 
 
 def verify(api, plan):
-    """Fails unless the engine lists the registries as insecure and knows the runtimes (a reload is asynchronous)."""
+    """Fails unless the engine lists the registries as insecure, uses the mirrors and knows the runtimes (a reload
+    is asynchronous)."""
     for attempt in range(VERIFY_ATTEMPTS):
         info = api.info()
         missing = untrusted(info, plan.registries)
+        mirrors = [url for url in plan.mirrors if url not in listed_mirrors(info)]
         runtimes = sorted(set(plan.runtimes) - set(info.get("Runtimes") or {}))
-        if not missing and not runtimes:
+        if not missing and not runtimes and not mirrors:
             return info
         if attempt < VERIFY_ATTEMPTS - 1:
             time.sleep(VERIFY_DELAY)
     raise MadengineError(
-        "The Docker engine at %s has not taken %s (untrusted: %s%s); it may run with another --config-file: restart "
-        "it with this one." % (plan.endpoint, plan.path, ", ".join(missing) or "none",
-                               "".join(", no %s runtime" % name for name in runtimes)))
+        "The Docker engine at %s has not taken %s (untrusted: %s%s%s); it may run with another --config-file: "
+        "restart it with this one." % (plan.endpoint, plan.path, ", ".join(missing) or "none",
+                                       "".join(", no mirror %s" % url for url in mirrors),
+                                       "".join(", no %s runtime" % name for name in runtimes)))
 
 
 def run(module, systemd_dir=SYSTEMD_DIR):

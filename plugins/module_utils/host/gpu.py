@@ -37,6 +37,8 @@ from ansible_collections.rocm.madengine.plugins.module_utils.host.hostfs import 
 
 VENDORS = ("AMD", "NVIDIA", "NONE")
 KFD_NODES = "/sys/devices/virtual/kfd/kfd/topology/nodes"
+# GPU tools get this long; a wedged driver can hang them.
+TOOL_TIMEOUT = 60
 
 
 class Gpu(object):
@@ -86,6 +88,11 @@ class GpuInventory(object):
         return first.arch if self.vendor == "AMD" else first.product
 
     @property
+    def build_arch(self):
+        """The architecture images are built for: GPU 0's ``gfx…`` (AMD) or short name (NVIDIA ``H100``)."""
+        return self.gpus[0].arch if self.gpus else ""
+
+    @property
     def product(self):
         return self.gpus[0].product if self.gpus else ""
 
@@ -113,6 +120,20 @@ class GpuInventory(object):
 
 
 # ---- commands -----------------------------------------------------------------------------------
+
+def tool_runner(module):
+    """``runner(argv) -> (rc, out, err)`` for the GPU tools, bounded by coreutils' timeout when it is there."""
+    timeout_bin = module.get_bin_path("timeout")
+
+    def run_tool(argv):
+        try:
+            return module.run_command(([timeout_bin, str(TOOL_TIMEOUT)] if timeout_bin else []) + list(argv),
+                                      handle_exceptions=False)
+        except OSError as exc:
+            return None, "", str(exc)
+
+    return run_tool
+
 
 def _json_output(runner, argv):
     rc, out, _err = runner(argv)

@@ -241,3 +241,64 @@ def test_mad_secrets_environment_becomes_secret_build_args(tree):
     assert one.all_build_args == {"MAD_SECRETS_HF_TOKEN": "hf-value-1"}
     assert one.inputs_digest == two.inputs_digest
     assert "MAD_SECRETS_HF_TOKEN=********" in one.build_command() and "hf-value-1" not in one.build_command()
+
+
+# ---- a build for the nodes' (vendor, architecture) targets ---------------------------------------
+
+FLEET_TARGETS = [("AMD", "gfx90a"), ("AMD", "gfx942"), ("NVIDIA", "H100"), ("NONE", "")]
+
+
+@pytest.fixture
+def fleet_tree(tmp_path):
+    """``gpu``: AMD and NVIDIA Dockerfiles, the AMD one taking the architecture; ``cpu``: vendor-neutral, no
+    architecture; ``archy``: vendor-neutral taking the architecture; ``amdonly``: an AMD Dockerfile only."""
+    root = ctx_tree(tmp_path / "mad", extra_models=[
+        model("gpu", dockerfile="docker/gpu"), model("archy", dockerfile="docker/archy"),
+        model("amdonly", dockerfile="docker/amdonly"), model("nothing", dockerfile="docker/nothing")],
+        dockerfiles={
+            "docker/gpu.ubuntu.amd.Dockerfile": dockerfile({"gpu_vendor": "AMD"}, "ARG MAD_SYSTEM_GPU_ARCHITECTURE"),
+            "docker/gpu.ubuntu.nvidia.Dockerfile": dockerfile({"gpu_vendor": "NVIDIA"}),
+            "docker/archy.ubuntu.Dockerfile": dockerfile({"guest_os": "UBUNTU"}, "ARG MAD_SYSTEM_GPU_ARCHITECTURE="),
+            "docker/amdonly.ubuntu.amd.Dockerfile": dockerfile({"gpu_vendor": "AMD", "guest_os": "UBUNTU"}),
+    })
+    return root
+
+
+def test_the_nodes_targets_build_one_image_per_model_and_vendor_architecture(fleet_tree):
+    p = planner(fleet_tree, targets=FLEET_TARGETS)
+    plans, failures = p.plan([model("gpu", dockerfile="docker/gpu"), model("dummy_cpu", dockerfile="docker/cpu"),
+                              model("archy", dockerfile="docker/archy")])
+    assert failures == [] and p.skipped == [{"model": "gpu", "gpu_vendor": "NONE", "reason": (
+        "Model 'gpu' has no Dockerfile for gpu_vendor=NONE guest_os=UBUNTU: docker/gpu.ubuntu.amd.Dockerfile its "
+        "CONTEXT wants gpu_vendor='AMD', the context has 'NONE'; docker/gpu.ubuntu.nvidia.Dockerfile its CONTEXT "
+        "wants gpu_vendor='NVIDIA', the context has 'NONE'")}]
+    assert [(x.image, x.arch, x.gpu_vendor, x.build_args.get("MAD_SYSTEM_GPU_ARCHITECTURE")) for x in plans] == [
+        ("ci-gpu_gpu.ubuntu.amd_gfx90a", "gfx90a", "AMD", "gfx90a"),
+        ("ci-gpu_gpu.ubuntu.amd_gfx942", "gfx942", "AMD", "gfx942"),
+        ("ci-gpu_gpu.ubuntu.nvidia", None, "NVIDIA", None),
+        # a Dockerfile that does not take the architecture: one image for every vendor and architecture
+        ("ci-dummy_cpu_cpu.ubuntu", None, "", None),
+        ("ci-archy_archy.ubuntu_gfx90a", "gfx90a", "", "gfx90a"),
+        ("ci-archy_archy.ubuntu_gfx942", "gfx942", "", "gfx942"),
+        ("ci-archy_archy.ubuntu_h100", "H100", "", "H100"),
+        ("ci-archy_archy.ubuntu", None, "", None)]
+    assert p.warnings == []
+
+
+def test_a_model_without_any_dockerfile_for_the_fleet_fails_and_one_for_other_vendors_is_skipped(fleet_tree):
+    cpu_only = planner(fleet_tree, targets=[("NONE", "")])
+    plans, failures = cpu_only.plan([model("amdonly", dockerfile="docker/amdonly"),
+                                     model("nothing", dockerfile="docker/nothing")])
+    assert plans == [] and [(s["model"], s["gpu_vendor"]) for s in cpu_only.skipped] == [("amdonly", "NONE")]
+    assert failures == [{"model": "nothing", "stage": "plan", "error": (
+        "Model 'nothing' has no Dockerfile for gpu_vendor=NONE guest_os=UBUNTU: docker/nothing.* no file matches.")}]
+
+
+def test_a_fixed_architecture_in_the_context_wins_over_the_nodes(fleet_tree):
+    p = planner(fleet_tree, ctx={"docker_build_arg": {"MAD_SYSTEM_GPU_ARCHITECTURE": "gfx90a"}},
+                targets=[("AMD", "gfx942"), ("AMD", "gfx90a")])
+    plans, failures = p.plan([model("gpu", dockerfile="docker/gpu")])
+    assert failures == [] and [(x.image, x.build_args["MAD_SYSTEM_GPU_ARCHITECTURE"]) for x in plans] == [
+        ("ci-gpu_gpu.ubuntu.amd", "gfx90a")]
+    assert p.warnings == ["The nodes' architectures are ignored: the context sets "
+                          "docker_build_arg.MAD_SYSTEM_GPU_ARCHITECTURE=gfx90a."]

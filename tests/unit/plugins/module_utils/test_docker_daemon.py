@@ -8,7 +8,9 @@ from ansible_collections.rocm.madengine.plugins.module_utils.common import Maden
 from ansible_collections.rocm.madengine.plugins.module_utils.host.docker_daemon import (
     Endpoint,
     changed_keys,
+    listed_mirrors,
     parse_config,
+    registry_mirrors,
     render,
     restart_keys,
     trusted_registries,
@@ -69,6 +71,24 @@ def test_the_wanted_config_adds_what_is_missing_and_keeps_everything_else():
     assert changed_keys(wanted, wanted) == []
     # settings win over everything, also over the registries
     assert wanted_config({}, ["a:5000"], settings={"insecure-registries": []}) == {"insecure-registries": []}
+
+
+def test_registry_mirrors_are_added_in_order_and_checked():
+    assert registry_mirrors(["http://10.0.0.1:5000/", "https://mirror.example.com"]) == [
+        "http://10.0.0.1:5000", "https://mirror.example.com"]
+    current = {"registry-mirrors": ["https://mirror.example.com/"]}
+    wanted = wanted_config(current, mirrors=["http://10.0.0.1:5000", "https://mirror.example.com"])
+    assert wanted == {"registry-mirrors": ["https://mirror.example.com/", "http://10.0.0.1:5000"]}
+    assert changed_keys(current, wanted) == ["registry-mirrors"]
+    assert wanted_config(wanted, mirrors=["http://10.0.0.1:5000"]) == wanted  # nothing more to add
+    assert restart_keys(["registry-mirrors"]) == []  # a reload applies them
+    # the engine lists them with a final slash
+    assert listed_mirrors({"RegistryConfig": {"Mirrors": ["http://10.0.0.1:5000/"]}}) == ["http://10.0.0.1:5000"]
+    assert listed_mirrors({}) == []
+    with pytest.raises(MadengineError) as error:
+        registry_mirrors(["10.0.0.1:5000", "http://host:5000/v2/library", "ftp://x"])
+    assert str(error.value) == ("registry_mirrors must be http:// or https:// URLs of a registry (host[:port], no "
+                                "path), not '10.0.0.1:5000', 'http://host:5000/v2/library', 'ftp://x'.")
 
 
 def test_keys_a_reload_does_not_apply_need_a_restart():

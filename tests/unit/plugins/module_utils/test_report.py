@@ -191,7 +191,7 @@ def test_summary_is_compact_and_counts_every_status():
     report = _report.merge(results, hosts=["node1", "node2", "node3"], models=MODELS)
     summary = _report.summary(report, "r1", "/x/perf.csv", "/x/perf.html", max_failed=2)
     assert summary == {
-        "run_id": "r1", "rows": 15, "nodes": 3,
+        "run_id": "r1", "rows": 15, "nodes": 3, "hosts": ["node1", "node2", "node3"],
         "counts": {"SUCCESS": 10, "FAILURE": 4, "TIMEOUT": 1, "SKIPPED": 0},
         "failed": ["dummy@node1", "dummy2/model2@node1"], "failed_total": 5,
         "missing_nodes": ["node3"], "csv": "/x/perf.csv", "html": "/x/perf.html", "json": None,
@@ -250,6 +250,31 @@ def test_rerun_plan_multiple_results_rerun_their_model(tmp_path):
     path = merged_csv(tmp_path, {"node1": rows})
     plan, _pairs = _report.rerun_plan(_report.read_previous_csv(path)[1], models=MODELS)
     assert plan == {"node1": ["dummy_multi"]}
+
+
+def test_a_shard_expects_only_its_assigned_pairs_and_reruns_only_failed_ones(tmp_path):
+    assignments = {"node1": ["dummy", "dummy2/model2"], "node2": ["dummy_multi"], "node3": ["dummy"], "node4": []}
+    results = {"node1": [r for r in node_rows("node1") if r["model"] in ("dummy", "dummy2/model2")],
+               "node2": [r for r in node_rows("node2", perf=110.0) if r["model"].startswith("dummy_multi")],
+               "node3": [], "node4": []}
+    report = _report.merge(results, hosts=["node1", "node2", "node3", "node4"], models=MODELS,
+                           assignments=assignments, matrix="shard")
+    # node3's share is missing; node4 had nothing to run, so it is not missing and gets no row
+    assert report.missing_hosts == ["node3"] and report.placeholders == 1
+    assert [(r["host"], r["model"], r["status"]) for r in report.rows] == [
+        ("node1", "dummy", "SUCCESS"), ("node1", "dummy2/model2", "SUCCESS")] + [
+        ("node2", "dummy_multi_%d" % n, "SUCCESS") for n in range(1, 5)] + [("node3", "dummy", "FAILURE")]
+    assert report.rows[-1]["error"].startswith("no results from node node3")
+    path = tmp_path / "perf.csv"
+    path.write_bytes(report.to_csv())
+    previous = _report.read_previous_csv(str(path))[1]
+    hosts = ["node1", "node2", "node3", "node4"]
+    # a shard re-run takes the failed pairs only; with matrix all every pair without a row would run
+    assert _report.rerun_plan(previous, hosts=hosts, models=MODELS, matrix="shard")[0] == {
+        "node1": [], "node2": [], "node3": ["dummy"], "node4": []}
+    assert _report.rerun_plan(previous, hosts=hosts, models=MODELS)[0]["node4"] == MODELS
+    with pytest.raises(MadengineError, match=r"^assignments must map each node to the list of models it runs\.$"):
+        _report.merge(results, hosts=hosts, models=MODELS, assignments=["node1"])
 
 
 def test_rerun_statuses_can_include_skipped(tmp_path):

@@ -111,6 +111,61 @@ def test_vendor_and_arch_images_fit_or_skip():
                                 "this node's gpu_vendor is NONE")
 
 
+def test_the_image_built_for_the_node_architecture_wins_over_a_vendor_neutral_one():
+    key, entry, card = simple("both", key="ci-both_x", vendor="")
+    document = manifest((key, entry, card), simple("both", key="ci-both_x_gfx942", arch="gfx942"),
+                        simple("both", key="ci-both_x_gfx90a", arch="gfx90a"))
+    for name in ("ci-both_x", "ci-both_x_gfx942", "ci-both_x_gfx90a"):
+        document["built_images"][name]["dockerfile"] = "docker/x.ubuntu.Dockerfile"
+    p = planner(amd())
+    assert [(r.key, r.action) for r in plan_all(p, document)] == [("ci-both_x_gfx942", "run")]
+    assert [(f["image"], f["reason"]) for f in p.filtered] == [
+        ("ci-both_x", "an image built for gfx942 fits this node better"),
+        ("ci-both_x_gfx90a", "image ci-both_x_gfx90a is built for gfx90a, and this node's architecture is gfx942")]
+    # on a CPU node only the vendor-neutral image without an architecture fits
+    assert [(r.key, r.action) for r in plan_all(planner(cpu()), document)] == [("ci-both_x", "run")]
+
+
+def test_nvidia_images_are_matched_by_the_short_architecture_name():
+    document = manifest(simple("big", key="ci-big_a100", vendor="NVIDIA", arch="A100"),
+                        simple("big", key="ci-big_h100", vendor="NVIDIA", arch="H100"))
+    p = planner(nvidia())
+    (run,) = plan_all(p, document)
+    assert (run.key, run.action, run.planned()) == ("ci-big_a100", "run", "run ci-big_a100")
+    assert p.filtered[0]["reason"] == "image ci-big_h100 is built for H100, and this node's architecture is A100"
+
+
+def test_a_vendor_without_a_dockerfile_skips_with_the_builds_reason():
+    reason = "Model 'gpu' has no Dockerfile for gpu_vendor=NONE guest_os=UBUNTU: docker/gpu.* ..."
+    document = manifest(simple("gpu", key="ci-gpu_amd_gfx942", vendor="AMD", arch="gfx942"), simple("plain"))
+    document["skipped_builds"] = [{"model": "gpu", "gpu_vendor": "NONE", "reason": reason}]
+    on_cpu = plan_all(planner(cpu()), document)
+    assert [(r.name, r.key, r.action, r.reason) for r in on_cpu] == [
+        ("gpu", "(no image)", "skip", reason), ("plain", "ci-plain_cpu.ubuntu", "run", "")]
+    assert on_cpu[0].planned() == "skip: " + reason and on_cpu[0].as_result()["planned"] == "skip: " + reason
+    assert [r.action for r in plan_all(planner(amd()), document)] == ["run", "run"]
+
+
+def test_a_model_built_for_other_vendors_only_is_skipped_there_and_missing_elsewhere():
+    document = manifest(simple("plain"))
+    document["skipped_builds"] = [{"model": "amdonly", "gpu_vendor": "NONE", "reason": "no Dockerfile for NONE"}]
+    on_cpu = plan_all(planner(cpu()), document)
+    assert [(r.name, r.action, r.reason) for r in on_cpu] == [("plain", "run", ""),
+                                                              ("amdonly", "skip", "no Dockerfile for NONE")]
+    on_amd = plan_all(planner(amd()), document)
+    assert [(r.name, r.action, r.reason) for r in on_amd] == [
+        ("plain", "run", ""), ("amdonly", "fail", "the manifest has no image of model 'amdonly' for gpu_vendor AMD")]
+
+
+def test_a_build_that_failed_for_the_node_architecture_is_a_failure_there():
+    document = manifest(simple("archy", key="ci-archy_gfx942", vendor="AMD", arch="gfx942"),
+                        failed_builds=[{"model": "archy", "architecture": "gfx90a", "error": "exit 3."}])
+    (run,) = plan_all(planner(amd(arch="gfx90a")), document)
+    assert (run.action, run.reason) == ("fail", "the build of model 'archy' for gfx90a failed: exit 3")
+    (run,) = plan_all(planner(amd()), document)
+    assert run.action == "run"
+
+
 def test_skip_gpu_arch_uses_the_detected_architecture():
     document = manifest(simple("sample_gpu", vendor="AMD", skip_gpu_arch="gfx908, gfx90a"))
     (skipped,) = plan_all(planner(amd(arch="gfx90a")), document)

@@ -49,7 +49,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             body = json.dumps({
                 "ServerVersion": "99.0-fake",
                 "RegistryConfig": {"IndexConfigs": dict((name, {"Secure": False})
-                                                        for name in applied.get("insecure-registries", []))},
+                                                        for name in applied.get("insecure-registries", [])),
+                                   # dockerd lists the mirrors with a final slash
+                                   "Mirrors": [url.rstrip("/") + "/" for url in applied.get("registry-mirrors", [])]},
                 "Runtimes": dict((name, {}) for name in ["runc"] + list(applied.get("runtimes", {})))}).encode()
         self.send_response(200)
         self.end_headers()
@@ -159,6 +161,23 @@ def test_an_engine_that_does_not_take_the_file_is_named(module_runner, node):
         "The Docker engine at %s has not taken %s (untrusted: a.example:5000, b.example:5000, no nvidia runtime); "
         "it may run with another --config-file: restart it with this one." % (node["args"]["docker_host"],
                                                                               node["config"]))
+
+
+def test_registry_mirrors_are_written_reloaded_and_checked(module_runner, node):
+    (node["state"] / "enabled").touch()
+    mirrors = ["http://mirror.rack1.example:5000", "https://mirror.example.com/"]
+    done = run(module_runner, node, registry_mirrors=mirrors)
+    assert not done.failed, done
+    assert json.loads(node["config"].read_text()) == {"registry-mirrors": ["http://mirror.rack1.example:5000",
+                                                                           "https://mirror.example.com"]}
+    assert run(module_runner, node, registry_mirrors=mirrors)["changed"] is False
+    more = run(module_runner, node, registry_mirrors=mirrors + ["http://10.1.2.3:5000"])
+    assert more["actions"] == ["write", "reload"] and more["changed_keys"] == ["registry-mirrors"]
+    (node["state"] / "broken").touch()  # reloads no longer reach the engine
+    failed = run(module_runner, node, registry_mirrors=["http://10.9.9.9:5000"])
+    assert failed.failed and "(untrusted: none, no mirror http://10.9.9.9:5000)" in failed["msg"]
+    bad = run(module_runner, node, registry_mirrors=["10.9.9.9:5000"])
+    assert bad.failed and bad["msg"].startswith("registry_mirrors must be http:// or https:// URLs")
 
 
 def test_an_engine_that_does_not_come_up_is_named(module_runner, node):

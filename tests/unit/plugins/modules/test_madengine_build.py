@@ -346,3 +346,120 @@ def test_a_cred_missing_from_the_credentials_option_is_named(tree, module_runner
     assert result.failed
     assert result["msg"] == ("1 failure(s): Model 'needs_cred' needs credential 'HF_TOKEN', which the credentials "
                              "option does not define.")
+
+
+# ---- a build for the nodes of a run (check mode: no engine) --------------------------------------
+
+def node(vendor, arch="", product=""):
+    return {"gpu_vendor": vendor, "gpu_architecture": arch, "gpu_product": product, "source": "detected"}
+
+
+MI300X, H100 = node("AMD", "gfx942", "AMD Instinct MI300X"), node("NVIDIA", "H100", "NVIDIA H100 80GB HBM3")
+MIXED = {"mi300x-01": MI300X, "mi300x-02": MI300X, "h100-01": H100, "h100-02": H100,
+         "cpu-01": node("NONE"), "cpu-02": node("NONE")}
+
+
+def test_the_nodes_decide_the_images_and_every_node_runs_every_model(tree, module_runner):
+    result = module_runner(madengine_build, args(tree, tags=["dummy", "dummy_cpu"], nodes=MIXED,
+                                                 additional_context={"gpu_vendor": "AMD"}), check_mode=True)
+    assert not result.failed, result.get("msg")
+    assert result["built"] == ["unit-dummy_dummy.ubuntu.amd", "unit-dummy_dummy.ubuntu.nvidia",
+                               "unit-dummy_cpu_cpu.ubuntu"]
+    assert result["models"] == ["dummy", "dummy_cpu"]
+    assert result["assignments"] == dict((n, ["dummy", "dummy_cpu"]) for n in MIXED)
+    assert result["targets"] == [{"gpu_vendor": "AMD", "gpu_architecture": "gfx942"},
+                                 {"gpu_vendor": "NVIDIA", "gpu_architecture": "H100"},
+                                 {"gpu_vendor": "NONE", "gpu_architecture": ""}]
+    assert [(s["model"], s["gpu_vendor"]) for s in result["skipped_builds"]] == [("dummy", "NONE")]
+    assert result["manifest"]["skipped_builds"] == result["skipped_builds"]
+    assert result["manifest"]["targets"] == result["targets"]
+    assert result["warnings"] == ["The build context's gpu_vendor AMD is not used: Dockerfiles are chosen for the "
+                                  "vendors of the nodes (AMD, NONE, NVIDIA)."]
+
+
+def test_a_shard_gives_each_model_once_per_group_and_a_lonely_node_stops_the_build(tree, module_runner):
+    result = module_runner(madengine_build, args(tree, tags=["dummy", "dummy_cpu", "dummy_ctxtest"], nodes=MIXED,
+                                                 matrix="shard", durations={"dummy_cpu": 30, "dummy": 10,
+                                                                            "dummy_ctxtest_1": 10}), check_mode=True)
+    assert not result.failed, result.get("msg")
+    for group in (["mi300x-01", "mi300x-02"], ["h100-01", "h100-02"], ["cpu-01", "cpu-02"]):
+        models = [m for n in group for m in result["assignments"][n]]
+        assert sorted(models) == ["dummy", "dummy_cpu", "dummy_ctxtest"], group
+    assert result["assignments"]["mi300x-01"] == ["dummy_cpu"]  # the long one alone
+    assert [g["basis"] for g in result["groups"]] == ["test_duration"] * 3
+    lonely = dict(MIXED, **{"mi250-01": node("AMD", "gfx90a", "AMD Instinct MI250X")})
+    failed = module_runner(madengine_build, args(tree, tags=["dummy"], nodes=lonely, matrix="shard"),
+                           check_mode=True)
+    assert failed.failed and "but mi250-01 (AMD gfx90a (AMD Instinct MI250X)) is alone in its group" in failed["msg"]
+    assert not (tree / "build_manifest.json").exists()
+    no_nodes = module_runner(madengine_build, args(tree, tags=["dummy"], matrix="shard"), check_mode=True)
+    assert no_nodes["msg"] == "matrix shard needs the nodes option (the nodes and their GPU profiles)."
+
+
+def test_a_manifest_is_reused_without_building(tree, module_runner, tmp_path):
+    out = tmp_path / "out"
+    amd_and_cpu = {"mi300x-01": MIXED["mi300x-01"], "cpu-01": node("NONE")}
+    built = module_runner(madengine_build, args(tree, tags=["dummy", "dummy_cpu"], nodes=amd_and_cpu,
+                                                manifest_path=str(out / "build_manifest.json")), check_mode=True)
+    out.mkdir()
+    (out / "build_manifest.json").write_text(json.dumps(built["manifest"]))
+    before = sorted(p.name for p in out.iterdir())
+    others = {"cpu-01": node("NONE"), "h100-01": MIXED["h100-01"]}
+    result = module_runner(madengine_build, args(tree, tags=["dummy", "dummy_cpu"], nodes=others,
+                                                 mad_root="/nonexistent",
+                                                 reuse_manifest=str(out / "build_manifest.json")))
+    assert not result.failed, result.get("msg")
+    assert result["changed"] is False and result["built"] == [] and result["pushed"] == []
+    assert result["reused"] == ["unit-dummy_cpu_cpu.ubuntu", "unit-dummy_dummy.ubuntu.amd"]
+    assert result["models"] == ["dummy", "dummy_cpu"]
+    assert result["manifest"] == built["manifest"]
+    assert result["assignments"] == {"cpu-01": ["dummy", "dummy_cpu"], "h100-01": ["dummy", "dummy_cpu"]}
+    assert result["data_providers"] is None and sorted(p.name for p in out.iterdir()) == before
+    # dummy has an NVIDIA Dockerfile, but this manifest was built without NVIDIA nodes; its CPU gap is no warning
+    assert result["warnings"] == ["manifest %s has no image of dummy for NVIDIA H100: the nodes of those kinds skip "
+                                  "or fail those models." % (out / "build_manifest.json")]
+    wrong = module_runner(madengine_build, args(tree, tags=["nope"], reuse_manifest=str(out / "build_manifest.json")))
+    assert wrong["msg"] == "Tag 'nope' selects no model of manifest %s (models: dummy, dummy_cpu)." % (
+        out / "build_manifest.json")
+
+
+def test_the_catalogue_credential_json_is_used_when_no_file_is_named(tree, module_runner):
+    needs = module_runner(madengine_build, args(tree, tags=["cred"]), check_mode=True)
+    assert needs.failed and "needs credential 'HF_TOKEN', but no credential_file was given" in needs["msg"]
+    (tree / "credential.json").write_text(json.dumps({"HF_TOKEN": {"token": "unit-secret-%s" % uuid.uuid4().hex}}))
+    result = module_runner(madengine_build, args(tree, tags=["cred"]), check_mode=True)
+    assert not result.failed, result.get("msg")
+    assert result["built"] == ["unit-needs_cred_cpu.ubuntu"]
+    assert "unit-secret" not in json.dumps(result)
+
+
+def test_each_architecture_of_the_nodes_gets_its_image_where_the_dockerfile_takes_it(tree, module_runner):
+    """Two AMD architectures: a Dockerfile taking MAD_SYSTEM_GPU_ARCHITECTURE is built once per architecture, one
+    that does not is built once for the vendor; every node is assigned every model."""
+    (tree / "docker" / "dummy.ubuntu.amd.Dockerfile").write_text(
+        "# CONTEXT {'gpu_vendor': 'AMD', 'guest_os': 'UBUNTU'}\nFROM scratch\nARG MAD_SYSTEM_GPU_ARCHITECTURE=\n")
+    nodes = {"mi300x-01": MI300X, "mi250-01": node("AMD", "gfx90a", "AMD Instinct MI250X"), "h100-01": H100,
+             "cpu-01": node("NONE")}
+    result = module_runner(madengine_build, args(tree, tags=["dummy", "dummy_cpu"], nodes=nodes), check_mode=True)
+    assert not result.failed, result.get("msg")
+    assert result["built"] == ["unit-dummy_dummy.ubuntu.amd_gfx90a", "unit-dummy_dummy.ubuntu.amd_gfx942",
+                               "unit-dummy_dummy.ubuntu.nvidia", "unit-dummy_cpu_cpu.ubuntu"]
+    images = dict((i["image"], i) for i in result["images"])
+    for arch in ("gfx942", "gfx90a"):
+        entry = result["manifest"]["built_images"]["unit-dummy_dummy.ubuntu.amd_" + arch]
+        assert entry["gpu_vendor"] == "AMD" and entry["gpu_architecture"] == arch
+        assert "--build-arg MAD_SYSTEM_GPU_ARCHITECTURE=%s" % arch in entry["build_command"]
+        assert images["unit-dummy_dummy.ubuntu.amd_" + arch]["action"] == "build"
+    assert result["manifest"]["built_images"]["unit-dummy_dummy.ubuntu.nvidia"]["gpu_vendor"] == "NVIDIA"
+    assert [(t["gpu_vendor"], t["gpu_architecture"]) for t in result["targets"]] == [
+        ("AMD", "gfx90a"), ("AMD", "gfx942"), ("NVIDIA", "H100"), ("NONE", "")]
+    assert result["assignments"] == dict((n, ["dummy", "dummy_cpu"]) for n in nodes)
+    assert [(s["model"], s["gpu_vendor"]) for s in result["skipped_builds"]] == [("dummy", "NONE")]
+    assert not (tree / "build_manifest.json").exists()
+
+
+def test_a_node_profile_that_is_not_one_is_named(tree, module_runner):
+    result = module_runner(madengine_build, args(tree, tags=["dummy"], nodes={"gpu-07": {"gpu_vendor": "INTEL"}}),
+                           check_mode=True)
+    assert result.failed and "gpu-07" in result["msg"], result.get("msg")
+    assert not (tree / "build_manifest.json").exists()

@@ -314,3 +314,13 @@ def test_the_database_password_is_masked_in_results_and_warnings(tmp_path, modul
     assert result["database"]["error"].startswith("Results database postgresql://bench:********@127.0.0.1:1/results"
                                                   " cannot be opened: ")
     assert any("cannot be opened" in warning for warning in result["warnings"])
+def test_durations_from_an_earlier_csv_and_none_from_a_missing_one(tmp_path, module_runner):
+    rows = node_rows("node1") + [row("slow", "node1", test_duration="9.5"), row("slow", "node2", test_duration="10.5"),
+                                 row("broken", "node1", "FAILURE", test_duration="1")]
+    done = module_runner(madengine_report, args(tmp_path / "earlier", results={"node1": rows}, hosts=["node1"],
+                                                models=[]))
+    assert not done.failed, done.get("msg")
+    result = module_runner(madengine_report, {"durations_from": done["csv_path"]})
+    assert not result.failed and result["changed"] is False
+    assert result["durations"] == {"slow": 10.0}
+    assert module_runner(madengine_report, {"durations_from": str(tmp_path / "none.csv")})["durations"] == {}
