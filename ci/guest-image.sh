@@ -58,14 +58,16 @@ DISK_SIZE=3G     # virtual size of the base; an overlay may be larger (cloud-ini
 # What a guest needs to be a VM-mode target: cloud-init, sshd, python3, sudo for the cloud-init user,
 # apparmor (Debian's dockerd refuses every container without it), networking by DHCP (systemd-networkd
 # is part of systemd; systemd-resolved feeds DHCP's DNS servers to /etc/resolv.conf).
-# python3-pip: docker_setup installs the Docker SDK for Python with pip. python3-apt: Ansible's apt module
+# python3-pip: docker_setup can install the Docker SDK for Python with pip. python3-apt: Ansible's apt module
 # (as in Debian's and Ubuntu's cloud images; without it the module installs it first).
 PACKAGES=systemd-sysv,udev,systemd-resolved,openssh-server,python3,python3-pip,python3-apt,apparmor,cloud-init,sudo
 # e2fsprogs: cloud-init grows the root filesystem to the overlay's size with resize2fs.
 # The generic kernel, not the cloud one: Debian's cloud kernel has no AHCI driver, so the seed ISO on a
 # SATA CD-ROM (where madengine_vm attaches it) would be invisible to cloud-init.
 PACKAGES=$PACKAGES,linux-image-amd64,initramfs-tools,e2fsprogs,iproute2,netbase,ca-certificates,curl
-DOCKER_PACKAGES=docker.io
+# The docker image is ready for VM mode as it boots: the engine and Debian's Docker SDK for Python (what
+# madengine_run uses in the guest); the plain image gets both from docker_setup.
+DOCKER_PACKAGES=docker.io,python3-docker
 # Module trees of hardware a VM never has (the generic kernel's modules are 400 MB unpacked).
 MODULE_EXCLUDES="drivers/gpu drivers/media sound drivers/infiniband drivers/staging drivers/iio drivers/comedi
   drivers/net/wireless drivers/net/ethernet drivers/bluetooth net/bluetooth net/wireless net/mac80211 drivers/usb

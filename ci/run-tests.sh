@@ -29,6 +29,13 @@ TARBALL=$("$HERE/install-collection.sh" "$INSTALLED" "$WORK/dist") || exit 1
 export MADCI_TARBALL=$TARBALL MADCI_INSTALLED=$INSTALLED
 export ANSIBLE_COLLECTIONS_PATH=$INSTALLED:$MADCI_DEPS
 echo "[tests] installed $(basename "$TARBALL") into $INSTALLED"
+# The AWX execution environment of that tarball (ansible-builder on a Debian base made here): the base is
+# cached by its recipe, the image by the collection's content; a changed collection rebuilds from the
+# base's cached layers (about 2 minutes).
+ee_start=$SECONDS
+MADCI_EE_IMAGE=$("$HERE/ee-image.sh" --tarball "$TARBALL") || exit 1
+export MADCI_EE_IMAGE
+echo "[tests] execution environment $MADCI_EE_IMAGE ready in $((SECONDS - ee_start)) s"
 
 declare -A RESULT TIME
 run_gate() {

@@ -51,7 +51,9 @@ options:
       - Key of O(docker_client_cert).
     type: path
 requirements:
-  - Docker SDK for Python (C(docker>=7.1.0)) on the host that runs the module.
+  - Docker SDK for Python (C(docker>=7.1.0)) on the host that runs the module. An older one (down to 5.0) works with
+    the HTTP libraries it was made for, requests before 2.29 and urllib3 1.x, as Debian 12 and Ubuntu 22.04 package
+    them (C(python3-docker)); the module names any other combination.
 notes:
   - The module talks to the engine through the Engine API, never through the C(docker) CLI.
 """

@@ -41,6 +41,11 @@ extends_documentation_fragment:
   - rocm.madengine.attributes.ACTION_GROUP
   - rocm.madengine.docker
 attributes:
+  action_group:
+    membership:
+      - rocm.madengine.docker
+      - rocm.madengine.catalogue
+      - rocm.madengine.madengine
   check_mode:
     support: full
     details:

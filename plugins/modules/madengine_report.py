@@ -41,7 +41,6 @@ author:
   - ROCm madengine maintainers (@rocm)
 extends_documentation_fragment:
   - rocm.madengine.attributes
-  - rocm.madengine.attributes.ACTION_GROUP
 attributes:
   check_mode:
     support: full
@@ -113,6 +112,12 @@ options:
       - Add a C(FAILURE) row for every expected (model, node) pair without a row. Needs O(models).
     type: bool
     default: true
+  host_errors:
+    description:
+      - Why a node returned no rows, by node (the role passes each node's C(madengine_node_error)); the reason goes
+        into the C(error) of that node's C(FAILURE) rows. Empty values are ignored.
+    type: dict
+    default: {}
   previous_csv:
     description:
       - A merged CSV of an earlier run (this module's output). Its failed or missing pairs are returned in RV(rerun).
@@ -522,6 +527,7 @@ def main():
             title=dict(type="str", default="madengine results"),
             run_id=dict(type="str"),
             fill_missing=dict(type="bool", default=True),
+            host_errors=dict(type="dict", default={}),
             previous_csv=dict(type="path"),
             rerun_statuses=dict(type="list", elements="str", choices=["FAILURE", "TIMEOUT", "SKIPPED"],
                                 default=["FAILURE", "TIMEOUT"]),

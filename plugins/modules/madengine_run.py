@@ -64,6 +64,12 @@ attributes:
     support: full
     details:
       - With C(async) on the task the run is the usual async job; nothing is shown while it runs.
+  action_group:
+    membership:
+      - rocm.madengine.docker
+      - rocm.madengine.catalogue
+      - rocm.madengine.host
+      - rocm.madengine.madengine
   check_mode:
     support: full
     details:

@@ -16,10 +16,10 @@ description:
     the workload itself; add the VM to the inventory with M(ansible.builtin.add_host) from the returned
     RV(ip) and run the benchmark tasks there.
   - O(state=running) creates a qcow2 overlay on O(base_image) (explicit backing format), a cloud-init NoCloud
-    seed ISO with O(ssh_user) and O(ssh_pubkey), renders the domain XML from the collection's Jinja2 template,
-    defines and starts the domain and waits for it (O(wait_for)). Transient failures (QEMU dying at
-    start-up, timeouts, I/O errors) are retried with exponential backoff after a full teardown; configuration
-    errors are never retried.
+    seed ISO with O(ssh_user) and O(ssh_pubkey) (attached as O(seed_device) says), renders the domain XML from
+    the collection's Jinja2 template, defines and starts the domain and waits for it (O(wait_for)). Transient
+    failures (QEMU dying at start-up, timeouts, I/O errors) are retried with exponential backoff after a full
+    teardown; configuration errors are never retried.
   - Every domain carries metadata in the C(urn:rocm:madengine:vm:1) namespace (run id, creation time, spec hash,
     the files it owns) and a stable UUID derived from its name, so re-running with the same options is
     idempotent and a later run can find it.
@@ -35,6 +35,9 @@ extends_documentation_fragment:
   - rocm.madengine.attributes
   - rocm.madengine.attributes.ACTION_GROUP
 attributes:
+  action_group:
+    membership:
+      - rocm.madengine.host
   check_mode:
     support: full
     details:
@@ -113,6 +116,14 @@ options:
   ssh_pubkey:
     description: OpenSSH public key(s), one per line, authorised for O(ssh_user) through the cloud-init seed.
     type: str
+  seed_device:
+    description:
+      - How the cloud-init seed ISO is attached. V(virtio) - a read-only virtio disk, seen by every kernel that
+        boots from the virtio root disk; V(cdrom) - a SATA CD-ROM, for images that look for the seed there (it needs
+        an AHCI driver, which Debian's C(cloud) kernel flavour lacks).
+    type: str
+    choices: [virtio, cdrom]
+    default: virtio
   user_data:
     description:
       - More cloud-config keys merged into the generated C(user-data) (e.g. C(packages), C(runcmd)).
@@ -456,8 +467,8 @@ inventory_host:
   description:
     - The VM as an inventory host, the arguments of M(ansible.builtin.add_host) (see O(inventory)) - C(name),
       C(groups), C(ansible_host) (RV(ip)), C(ansible_user), C(ansible_become), C(ansible_ssh_common_args),
-      C(madengine_docker_host), C(madengine_vm_uuid), and C(madengine_vm_node), C(ansible_ssh_private_key_file)
-      and O(inventory.vars) when given.
+      C(ansible_pipelining) (true - one SSH round trip per task), C(madengine_docker_host), C(madengine_vm_uuid), and
+      C(madengine_vm_node), C(ansible_ssh_private_key_file) and O(inventory.vars) when given.
   returned: when O(state) is V(running) or V(stopped)
   type: dict
   sample:
@@ -467,9 +478,19 @@ inventory_host:
     ansible_user: madengine
     ansible_become: true
     ansible_ssh_common_args: -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ProxyJump=admin@node1
+    ansible_pipelining: true
     madengine_docker_host: unix:///var/run/docker.sock
     madengine_vm_uuid: 0b0bd4e5-7d8e-5a3e-9d0c-2b4c4f1d33aa
     madengine_vm_node: node1
+ssh_command:
+  description:
+    - The C(ssh) command line that reaches the VM from the controller the way its inventory host does (key, port,
+      C(ProxyJump), user and address); empty when RV(inventory_host) uses another connection or has no address.
+  returned: when O(state) is V(running) or V(stopped)
+  type: str
+  sample: >-
+    ssh -i ~/.ssh/madengine_vm -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ProxyJump=admin@node1
+    madengine@192.168.122.45
 leftovers:
   description:
     - What is left of the VM after O(state=absent), one sentence each (RV(clean.problems), or why it could not
@@ -500,6 +521,7 @@ def main():
             mdevs=dict(type="list", elements="str", default=[]),
             ssh_user=dict(type="str", default="root"),
             ssh_pubkey=dict(type="str", no_log=False),
+            seed_device=dict(type="str", default="virtio", choices=["virtio", "cdrom"]),
             user_data=dict(type="dict", no_log=True),
             wait_for=dict(type="str", default="ip", choices=["none", "ip", "ssh"]),
             ip_sources=dict(type="list", elements="str", default=["lease", "agent", "arp", "console"],

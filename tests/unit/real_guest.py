@@ -3,7 +3,12 @@
 - ``guest_images()``: builds the images once (cached by ci/guest-image.sh) and returns their description;
 - ``nat_network()``: a transient libvirt NAT network with a free /24 and its own bridge, removed afterwards;
 - ``guest_registry()``: a second, read-only registry process on the bridge address, serving the storage of
-  the host's registry (the guest cannot reach 127.0.0.1:5000 of the host), stopped afterwards;
+  the host's registry (the guest cannot reach 127.0.0.1:5000 of the host), or a writable one with a storage of
+  its own (a build host's registry), stopped afterwards;
+- ``build_engine()``: an extra Docker engine that trusts such a registry, so a build can push to the address
+  the guest pulls from (the host's main engine is never reconfigured);
+- ``vm_mode_vars()`` and ``vm_node_vars()``: the inventory variables of vm_benchmark.yml for nodes (this machine,
+  local connection) whose VMs boot these images on such a network;
 - ``GuestShell``: runs commands in the guest over SSH with the key the seed gave it.
 """
 
@@ -135,22 +140,25 @@ def port_open(host, port):
 
 
 @contextlib.contextmanager
-def guest_registry(listen, workdir):
-    """A read-only registry on ``listen`` (host:port) serving the host registry's storage; stopped afterwards.
+def guest_registry(listen, workdir, storage=None):
+    """A registry on ``listen`` (host:port); stopped afterwards.
 
-    The host's own registry listens on loopback only and is left alone; this second process shares its
-    storage read-only, so nothing is copied and nothing can be written through it.
+    Without ``storage`` it serves the host registry's storage read-only: the host's own registry listens on
+    loopback only and is left alone, nothing is copied and nothing can be written through this one. With
+    ``storage`` (a directory of the test's) it is a writable registry of its own.
     """
-    assert os.path.isfile(MAIN_REGISTRY_CONFIG), (
-        "%s does not exist: the host's registry is not the one ci/setup-host.sh starts" % MAIN_REGISTRY_CONFIG)
-    with open(MAIN_REGISTRY_CONFIG) as handle:
-        main = yaml.safe_load(handle)
-    storage = main["storage"]["filesystem"]["rootdirectory"]
+    readonly = storage is None
+    if readonly:
+        assert os.path.isfile(MAIN_REGISTRY_CONFIG), (
+            "%s does not exist: the host's registry is not the one ci/setup-host.sh starts" % MAIN_REGISTRY_CONFIG)
+        with open(MAIN_REGISTRY_CONFIG) as handle:
+            storage = yaml.safe_load(handle)["storage"]["filesystem"]["rootdirectory"]
     config = os.path.join(str(workdir), "registry.yml")
     with open(config, "w") as handle:
         yaml.safe_dump({
             "version": 0.1, "log": {"level": "warn"},
-            "storage": {"filesystem": {"rootdirectory": storage}, "maintenance": {"readonly": {"enabled": True}}},
+            "storage": {"filesystem": {"rootdirectory": str(storage)},
+                        "maintenance": {"readonly": {"enabled": readonly}}},
             "http": {"addr": listen},
         }, handle)
     log = open(os.path.join(str(workdir), "registry.log"), "w")
@@ -202,3 +210,42 @@ class GuestShell:
                 raise AssertionError("%r did not succeed in the guest within %d s: %s%s" % (
                     command, timeout, proc.stdout, proc.stderr))
             time.sleep(interval)
+
+
+@contextlib.contextmanager
+def build_engine(base, registries):
+    """A Docker engine of its own (ci/simfleet's, as the node engines) trusting the plain-HTTP ``registries``."""
+    from node_engines import NodeEngine
+
+    engine = NodeEngine(str(base))
+    os.makedirs(engine.base, exist_ok=True)
+    with open(engine.engine.config, "w") as handle:
+        json.dump({"insecure-registries": list(registries)}, handle)
+    try:
+        yield engine.start()
+    finally:
+        engine.destroy()
+
+
+def vm_mode_vars(key_file, uri="qemu:///system"):
+    """The VM-mode variables every node shares: a CPU-only guest of 2 vCPUs and 2 GiB, reached with ``key_file``."""
+    return {
+        "madengine_vm_uri": uri, "madengine_vm_passthrough": "none", "madengine_vm_vcpus": 2,
+        "madengine_vm_memory": "2G", "madengine_vm_disk_size": "6G", "madengine_vm_ssh_private_key_file": key_file,
+        # The tests' environment sets the controller's Python for every host (ANSIBLE_PYTHON_INTERPRETER); the
+        # modules in the guests run on the guest's Python, found as Ansible finds it without that setting.
+        "madengine_vm_host_vars": {"ansible_python_interpreter": "auto_silent"},
+        # the guests' Docker SDK for Python comes from Debian, as their engine does
+        "docker_setup_sdk_method": "package",
+    }
+
+
+def vm_node_vars(images, variant, network, dirs, **extra):
+    """A node (this machine, local connection) whose VM boots image ``variant`` on ``network`` (nat_network)."""
+    image = images["images"][variant]
+    options = dict(kernel=image["kernel"], initrd=image["initrd"], kernel_args=images["kernel_args"], firmware="bios",
+                   network=network["name"], network_type="network", ip_sources=["lease"], disk_cache="writeback",
+                   boot_timeout=300, retries=0, image_dir=str(dirs["images"]), state_dir=str(dirs["state"]),
+                   log_dir=str(dirs["logs"]))
+    return dict({"ansible_connection": "local", "madengine_vm_base_image": image["qcow2"],
+                 "madengine_vm_options": options}, **extra)

@@ -71,4 +71,4 @@ def test_the_vm_host_vars_the_role_documents_are_the_only_ones_allowed():
     assert sorted(spec["options"]) == sorted([
         "ansible_host", "ansible_port", "ansible_user", "ansible_connection", "ansible_ssh_private_key_file",
         "ansible_ssh_common_args", "ansible_ssh_extra_args", "ansible_become", "ansible_become_user",
-        "ansible_become_method", "ansible_python_interpreter", "madengine_docker_host"])
+        "ansible_become_method", "ansible_python_interpreter", "ansible_pipelining", "madengine_docker_host"])

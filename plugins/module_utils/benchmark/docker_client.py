@@ -5,7 +5,7 @@
 
 # This module_utils file is PRIVATE to the rocm.madengine collection; its API may change at any time.
 
-"""The one Docker client wrapper of the collection (Docker SDK for Python, docker>=7.1.0).
+"""The one Docker client wrapper of the collection (Docker SDK for Python, docker>=7.1.0, see :func:`sdk_problem`).
 
 Every module talks to Docker through :class:`DockerClient`; nothing else imports the SDK directly.
 The SDK import is guarded so that the module files import without it (ansible-test's import sanity
@@ -29,8 +29,11 @@ from ansible.module_utils.basic import env_fallback, missing_required_lib
 
 from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError
 
+# What pip installs. Older releases work too, with the HTTP libraries they were made for (sdk_problem): Debian 12's
+# and Ubuntu 22.04's python3-docker (5.0.3) with the requests and urllib3 those distributions ship.
 DOCKER_SDK_MIN_VERSION = (7, 1, 0)
 DOCKER_SDK_REQUIREMENT = "docker>=7.1.0"
+DOCKER_SDK_FLOOR = (5, 0, 0)
 
 try:
     import docker
@@ -113,14 +116,50 @@ class BuildFailed(DockerError):
         self.timed_out = timed_out
 
 
-def sdk_version_ok():
-    if not HAS_DOCKER_SDK:
-        return False
+def version_tuple(text):
+    """``(7, 1, 0)`` from ``"7.1.0"``, ``"5.0.3"`` from ``"5.0.3-2"`` and the like."""
     parts = []
-    for piece in docker.__version__.split(".")[:3]:
-        digits = "".join(ch for ch in piece if ch.isdigit())
+    for piece in str(text).split(".")[:3]:
+        digits = ""
+        for char in piece:
+            if not char.isdigit():
+                break
+            digits += char
         parts.append(int(digits or 0))
-    return tuple(parts) >= DOCKER_SDK_MIN_VERSION
+    return tuple(parts + [0] * (3 - len(parts)))
+
+
+def sdk_problem(docker_version, requests_version, urllib3_version):
+    """Why this Docker SDK cannot drive an engine with the requests and urllib3 beside it; None when it can.
+
+    docker 7.1.0 and later work with any of them. Older releases break on newer HTTP libraries: requests 2.32
+    refuses their ``http+docker`` URLs (fixed in 7.1.0); requests 2.29 (chunked uploads, which put_archive
+    sends) and urllib3 2 call connection methods they lack (fixed in 6.1.0).
+    """
+    sdk, requests_, urllib3_ = (version_tuple(v) for v in (docker_version, requests_version, urllib3_version))
+    if sdk >= DOCKER_SDK_MIN_VERSION:
+        return None
+    if sdk < DOCKER_SDK_FLOOR:
+        return "the Docker SDK for Python %s is too old; %s is required" % (docker_version, DOCKER_SDK_REQUIREMENT)
+    clashes = []
+    if requests_ >= (2, 32, 0):
+        clashes.append("requests %s (2.32 or later)" % requests_version)
+    elif sdk < (6, 1, 0) and requests_ >= (2, 29, 0):
+        clashes.append("requests %s (2.29 or later)" % requests_version)
+    if sdk < (6, 1, 0) and urllib3_ >= (2, 0, 0):
+        clashes.append("urllib3 %s (2.0 or later)" % urllib3_version)
+    if not clashes:
+        return None
+    return "the Docker SDK for Python %s does not work with %s beside it; %s does" % (
+        docker_version, " and ".join(clashes), DOCKER_SDK_REQUIREMENT)
+
+
+def installed_sdk_problem():
+    """:func:`sdk_problem` for the SDK this Python imports (the SDK must be importable)."""
+    import requests
+    import urllib3
+
+    return sdk_problem(docker.__version__, requests.__version__, urllib3.__version__)
 
 
 def scrub(text, secrets):
@@ -740,9 +779,9 @@ def client_from_module(module):
     """A DockerClient for an AnsibleModule, or fail_json with a precise reason."""
     if not HAS_DOCKER_SDK:
         module.fail_json(msg=missing_required_lib(DOCKER_SDK_REQUIREMENT), exception=DOCKER_SDK_IMPORT_ERROR)
-    if not sdk_version_ok():
-        module.fail_json(msg="The Docker SDK for Python %s is too old; %s is required."
-                         % (docker.__version__, DOCKER_SDK_REQUIREMENT))
+    problem = installed_sdk_problem()
+    if problem:
+        module.fail_json(msg=problem[0].upper() + problem[1:] + ".")
     try:
         return DockerClient.from_params(module.params)
     except DockerError as exc:

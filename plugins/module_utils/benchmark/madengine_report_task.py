@@ -67,6 +67,8 @@ def database_location(module):
     if location.kind == "postgresql" and _db.psycopg is None:
         module.fail_json(msg=missing_required_lib("psycopg"), exception=_db.PSYCOPG_IMPORT_ERROR)
     return location
+
+
 def _durations(path):
     """The median test_duration of each row model's SUCCESS rows in a merged CSV; {} when the file does not exist."""
     if not os.path.exists(path):
@@ -118,7 +120,8 @@ def report_task(module):
     _html.log_linker(params["log_url"], None)  # a bad template is an error before anything is written
     report = _report.merge(params["results"], hosts=hosts, models=models, previous_rows=previous_rows,
                            fill_missing=params["fill_missing"], rerun_statuses=tuple(params["rerun_statuses"]),
-                           assignments=params.get("assignments") or None, matrix=matrix)
+                           assignments=params.get("assignments") or None, matrix=matrix,
+                           host_errors=params.get("host_errors"))
     for note in report.notes:
         module.warn(note)
 

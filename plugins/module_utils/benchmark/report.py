@@ -271,7 +271,7 @@ def expected_pairs(assignments, hosts, names):
 
 
 def merge(results, hosts=None, models=None, previous_rows=None, fill_missing=True, rerun_statuses=RERUN_STATUSES,
-          assignments=None, matrix="all"):
+          assignments=None, matrix="all", host_errors=None):
     """Merge every node's rows (with pandas) into one ordered table.
 
     ``hosts`` are the nodes expected to return rows (default: those in ``results``); a node with no
@@ -282,6 +282,7 @@ def merge(results, hosts=None, models=None, previous_rows=None, fill_missing=Tru
     ``previous_rows`` (from a previous merged CSV) are carried over for the pairs the new results do
     not cover, which is how a re-run of failed pairs yields a complete table again; a node is then
     missing only when the re-run plan (``rerun_statuses``, ``matrix``) gave it something to run.
+    ``host_errors`` (node -> why it returned no rows) goes into the error of a missing node's FAILURE rows.
     """
     require_pandas()
     by_host, notes = normalise_results(results)
@@ -324,6 +325,8 @@ def merge(results, hosts=None, models=None, previous_rows=None, fill_missing=Tru
             for name in expected.get(host, ()):
                 if name not in have:
                     reason = (NO_RESULTS if host in missing_hosts else NO_ROW) % host
+                    if host in missing_hosts and (host_errors or {}).get(host):
+                        reason = "no results from node %s: %s" % (host, host_errors[host])
                     fresh.setdefault(host, []).append(make_row(model=name, host=host, status="FAILURE",
                                                                error=reason))
                     placeholders += 1

@@ -275,12 +275,21 @@ DOMAIN_TEMPLATE = """\
       <source file='{{ overlay }}'/>
       <target dev='vda' bus='virtio'/>
     </disk>
+{% if seed_device == 'cdrom' %}
     <disk type='file' device='cdrom'>
       <driver name='qemu' type='raw'/>
       <source file='{{ seed }}'/>
       <target dev='sda' bus='sata'/>
       <readonly/>
     </disk>
+{% else %}
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='raw'/>
+      <source file='{{ seed }}'/>
+      <target dev='vdb' bus='virtio'/>
+      <readonly/>
+    </disk>
+{% endif %}
 {% if network_type == 'user' %}
     <interface type='user'>
 {% elif network_type == 'bridge' %}
@@ -421,6 +430,7 @@ def _checked_params(params):
         disk_bytes=parse_size(params["disk_size"], "disk_size", default_unit="g") if params.get("disk_size") else 0,
         base_image=base_image, maxphysaddr=maxphysaddr, ssh_keys=ssh_keys, user_data=params.get("user_data") or {},
         maxphysaddr_bits=int(maxphysaddr) if maxphysaddr.isdigit() else None,
+        seed_device=params.get("seed_device") or "virtio",
     )
 
 
@@ -475,7 +485,7 @@ def build_spec(params, run_command):
         hugepage_kib=host["hugepage_kib"], maxphysaddr=vm["maxphysaddr"], network=params["network"],
         network_type=params["network_type"], kernel=params.get("kernel"), initrd=params.get("initrd"),
         kernel_args=params.get("kernel_args"), disk_cache=params["disk_cache"], ssh_user=params["ssh_user"],
-        ssh_keys=digest("\n".join(vm["ssh_keys"])),
+        seed_device=vm["seed_device"], ssh_keys=digest("\n".join(vm["ssh_keys"])),
         user_data=digest(json.dumps(vm["user_data"], sort_keys=True, default=str)),
         run_id=params.get("run_id") or name, template=digest(DOMAIN_TEMPLATE),
     )
@@ -494,7 +504,7 @@ def build_spec(params, run_command):
         initrd=params.get("initrd"), kernel_args=params.get("kernel_args"), maxphysaddr=vm["maxphysaddr"],
         maxphysaddr_bits=vm["maxphysaddr_bits"], disk_cache=params["disk_cache"],
         native_io=params["disk_cache"] in ("none", "directsync"), network=params["network"],
-        network_type=params["network_type"], mac=mac, **files)
+        network_type=params["network_type"], mac=mac, seed_device=vm["seed_device"], **files)
     return dict(
         name=name, uuid=domain_uuid, mac=mac, spec_hash=shash, domain_type=domain_type,
         domain_type_reasons=host["reasons"] if domain_type == "qemu" else [], kvm_usable=host["detected"] == "kvm",

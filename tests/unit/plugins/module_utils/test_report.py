@@ -69,6 +69,16 @@ def test_node_with_no_rows_is_missing_and_gets_a_failure_row_per_model():
     assert len([r for r in report.rows if r["host"] in ("node1", "node2")]) == 12
 
 
+def test_a_missing_node_s_failure_rows_say_why_it_returned_none():
+    results = fleet(node2=["dummy"])
+    results["node3"] = []
+    why = "Start the VM and wait for it (madengine_vm): VM madengine-vm-node3 is unreachable. Its console ends: x"
+    report = _report.merge(results, hosts=["node1", "node2", "node3"], models=MODELS,
+                           host_errors={"node3": why, "node1": "ignored: node1 returned rows", "node2": ""})
+    assert [r["error"] for r in report.rows if r["host"] == "node3"] == ["no results from node node3: " + why] * 3
+    assert [r["error"] for r in report.rows if r["status"] == "FAILURE" and r["host"] != "node3"] == ["exit code 3"]
+
+
 def test_expected_node_absent_from_results_is_missing_too():
     report = _report.merge({"node1": node_rows("node1")}, hosts=["node1", "node2"], models=MODELS)
     assert report.missing_hosts == ["node2"]

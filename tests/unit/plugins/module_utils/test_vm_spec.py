@@ -176,9 +176,13 @@ def test_rendered_xml_for_kvm_with_gpus_is_schema_valid(tmp_path):
     assert meta.find("{%s}spec_hash" % vs.METADATA_NS).text == spec["spec_hash"]
     assert [h.get("bdf") for h in meta.findall("{%s}hostdev" % vs.METADATA_NS)] == ["0000:83:00.0", "0000:83:00.1"]
     assert root_el.find("os").get("firmware") == "efi"
-    disk = root_el.find("devices/disk[@device='disk']")
+    disk, seed = root_el.findall("devices/disk[@device='disk']")
     assert disk.find("source").get("file") == spec["overlay"] and disk.find("driver").get("io") == "native"
-    assert root_el.find("devices/disk[@device='cdrom']/source").get("file") == spec["seed"]
+    assert disk.find("target").get("dev") == "vda"
+    # the seed: a read-only virtio disk by default, seen by any kernel that boots from the virtio root disk
+    assert seed.find("source").get("file") == spec["seed"] and seed.find("readonly") is not None
+    assert (seed.find("target").get("dev"), seed.find("target").get("bus")) == ("vdb", "virtio")
+    assert seed.find("driver").get("type") == "raw" and root_el.find("devices/disk[@device='cdrom']") is None
     assert root_el.find("devices/interface/mac").get("address") == spec["mac"]
     assert root_el.find("devices/serial/source").get("path") == spec["console_log"]
 
@@ -189,9 +193,12 @@ def test_rendered_xml_for_software_emulation_and_direct_kernel_boot(tmp_path):
     initrd.write_bytes(b"i")
     spec = vs.build_spec(_params(tmp_path, firmware="bios", network_type="user", kernel=str(kernel),
                                  initrd=str(initrd), kernel_args="console=ttyS0", disk_cache="writeback",
-                                 maxphysaddr="46"), run_command)
+                                 maxphysaddr="46", seed_device="cdrom"), run_command)
     xml = vs.render_domain_xml(dict(spec["xml_context"], created="2026-01-01T00:00:00Z"))
     root_el = ET.fromstring(_validate(private_uri(tmp_path), xml))
+    cdrom = root_el.find("devices/disk[@device='cdrom']")  # seed_device: cdrom, for images that look there
+    assert cdrom.find("source").get("file") == spec["seed"] and cdrom.find("target").get("bus") == "sata"
+    assert cdrom.find("readonly") is not None and len(root_el.findall("devices/disk")) == 2
     assert root_el.get("type") == "qemu" and root_el.find("cpu").get("mode") is None
     assert root_el.find("os").get("firmware") is None and root_el.find("os/kernel").text == str(kernel)
     assert root_el.find("os/cmdline").text == "console=ttyS0"
@@ -226,6 +233,8 @@ def test_spec_hash_tracks_shape_not_waiting_options(tmp_path):
     assert vs.build_spec(waiting, run_command)["spec_hash"] == base["spec_hash"]
     assert vs.build_spec(_params(tmp_path, vcpus=4), run_command)["spec_hash"] != base["spec_hash"]
     assert vs.build_spec(_params(tmp_path, user_data={"a": 1}), run_command)["spec_hash"] != base["spec_hash"]
+    assert vs.build_spec(_params(tmp_path, seed_device="cdrom"), run_command)["spec_hash"] != base["spec_hash"]
+    assert vs.build_spec(_params(tmp_path, seed_device="virtio"), run_command)["spec_hash"] == base["spec_hash"]
 
 
 @pytest.mark.parametrize("overrides, message", [

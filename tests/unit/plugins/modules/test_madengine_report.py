@@ -314,6 +314,8 @@ def test_the_database_password_is_masked_in_results_and_warnings(tmp_path, modul
     assert result["database"]["error"].startswith("Results database postgresql://bench:********@127.0.0.1:1/results"
                                                   " cannot be opened: ")
     assert any("cannot be opened" in warning for warning in result["warnings"])
+
+
 def test_durations_from_an_earlier_csv_and_none_from_a_missing_one(tmp_path, module_runner):
     rows = node_rows("node1") + [row("slow", "node1", test_duration="9.5"), row("slow", "node2", test_duration="10.5"),
                                  row("broken", "node1", "FAILURE", test_duration="1")]

@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
 from vm_helpers import NODE_XML, fake_host, hold_vfio, leftovers, module_args
 
+from ansible_collections.rocm.madengine.plugins.module_utils.vm.madengine_vm_task import ssh_command
 from ansible_collections.rocm.madengine.plugins.module_utils.vm.spec import stable_uuid
 from ansible_collections.rocm.madengine.plugins.modules import madengine_vm
 
@@ -278,12 +280,14 @@ def test_inventory_host_reaches_the_vm_through_the_hypervisor(tmp_path, module_r
     assert not result.failed, result.get("msg")
     assert result["inventory_host"] == {
         "name": "madengine-vm-unit", "groups": ["madengine_vms"], "ansible_host": result["ip"],
-        "ansible_user": "madengine", "ansible_become": True,
+        "ansible_user": "madengine", "ansible_become": True, "ansible_pipelining": True,
         "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
                                    "-o ProxyJump=admin@10.0.0.5:2222",
         "ansible_ssh_private_key_file": "~/.ssh/vm", "madengine_docker_host": "unix:///var/run/docker.sock",
         "madengine_vm_uuid": result["uuid"], "madengine_vm_node": "node1",
         "ansible_python_interpreter": "/usr/bin/python3"}
+    # the same as one command line, for a person (madengine_vm_cleanup: preserve prints it)
+    assert result["ssh_command"] == ssh_command(result["inventory_host"])
 
 
 def test_inventory_host_without_a_jump_when_the_controller_is_the_hypervisor(tmp_path, module_runner):
@@ -296,3 +300,17 @@ def test_inventory_host_without_a_jump_when_the_controller_is_the_hypervisor(tmp
     assert checked["inventory_host"]["madengine_docker_host"] == "tcp://x:1"
     assert checked["inventory_host"]["ansible_connection"] == "local" and "madengine_vm_node" not in \
         checked["inventory_host"]
+    assert checked["ssh_command"] == ""  # reached without SSH
+
+
+@pytest.mark.parametrize("host_vars, command", [
+    ({"ansible_host": "192.168.122.45", "ansible_user": "madengine", "ansible_ssh_common_args": "-o A=b"},
+     "ssh -o A=b madengine@192.168.122.45"),
+    ({"ansible_host": "10.0.0.9", "ansible_port": 2222, "ansible_ssh_private_key_file": "/keys/my vm",
+      "ansible_ssh_common_args": "-o ProxyJump=admin@node1", "ansible_ssh_extra_args": "-v"},
+     "ssh -i '/keys/my vm' -p 2222 -o ProxyJump=admin@node1 -v 10.0.0.9"),
+    ({"ansible_host": "", "ansible_user": "madengine"}, ""),
+    ({"ansible_host": "10.0.0.9", "ansible_connection": "community.docker.docker"}, ""),
+])
+def test_ssh_command_is_what_the_inventory_host_does(host_vars, command):
+    assert ssh_command(host_vars) == command
