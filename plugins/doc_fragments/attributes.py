@@ -42,6 +42,16 @@ attributes:
     support: full
 """
 
+    # Modules whose action plugin of the same name runs them on the host (the module does the work).
+    ACTION_WORKER = r"""
+options: {}
+attributes:
+  action:
+    description: Whether the task runs an action plugin on the controller.
+  async:
+    description: Whether the task can run with C(async).
+"""
+
     # Modules that only read.
     INFO_MODULE = r"""
 options: {}

@@ -51,8 +51,19 @@ author:
 extends_documentation_fragment:
   - rocm.madengine.attributes
   - rocm.madengine.attributes.ACTION_GROUP
+  - rocm.madengine.attributes.ACTION_WORKER
   - rocm.madengine.docker
 attributes:
+  action:
+    support: full
+    details:
+      - The action plugin starts the node's run as an async job and shows its progress journal (see O(progress_file))
+        until the job ends, then reads the job's result; a node unreachable for a while during the run is retried for
+        up to 10 minutes (the job goes on meanwhile, its rows are kept in O(output)) before the task fails.
+  async:
+    support: full
+    details:
+      - With C(async) on the task the run is the usual async job; nothing is shown while it runs.
   action_group:
     membership:
       - rocm.madengine.docker
@@ -187,6 +198,16 @@ options:
     description:
       - Also write the run summary in madengine's C(--summary-output) shape (C(successful_runs), C(failed_runs),
         C(total_runs), C(session_start_row), C(session_row_count)) to this JSON file.
+    type: path
+  progress_file:
+    description:
+      - Append the run's progress to this file as it goes, one JSON object a line - C(plan) (the models to run),
+        then C(start) and C(end) of each model (C(model), C(status), C(elapsed), C(rows), C(done) of C(total), the
+        path of its C(log)) - so that it can be followed while the models run (C(tail -f)).
+      - When the task runs without async and not in check mode, the action plugin runs the module as an async job on
+        the node with a journal of its own in the node's async directory, reads it every few seconds and shows each
+        line on the controller (in a terminal and in AWX job output, at default verbosity), so that no connection
+        stays open while a model runs; it sets this option then, unless it is given.
     type: path
   skip_model_run:
     description:
@@ -510,6 +531,7 @@ def main():
         tools_config=dict(type="path"),
         catalogue_files=dict(type="dict"),
         summary_output=dict(type="path"),
+        progress_file=dict(type="path"),
         skip_model_run=dict(type="bool", default=False),
         pull_only=dict(type="bool", default=False),
         disable_skip_gpu_arch=dict(type="bool", default=False),
