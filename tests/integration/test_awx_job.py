@@ -151,23 +151,23 @@ def test_a_check_job_plans_the_limited_nodes_in_the_ee(image, ssh_fleet, tmp_pat
     # the registry credential reached the build as no_log data
     assert build["event_data"]["res"]["invocation"]["module_args"]["credentials"] == (
         "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER")
-    # the limit: the node play ran on the cpu nodes only, one job event per model and node, each planned with what
-    # the survey sent as strings and an integer ("1" throttles the pull, 300 s, the JSON context) and the job
-    # template's templated run id
+    # the limit: the node play ran on the cpu nodes only, one job event per node planning both models, each planned
+    # with what the survey sent as strings and an integer ("1" throttles the pull, 300 s, the JSON context) and the
+    # job template's templated run id
     assert event_hosts(job, "Pull the images (at most madengine_pull_throttle nodes at a time)") == IN_LIMIT
-    items = [e for e in job.task_events("Run each model") if e["event"] == "runner_item_on_ok"]
-    assert sorted((e["event_data"]["host"], e["event_data"]["res"]["item"]) for e in items) == sorted(
-        (node, model) for node in IN_LIMIT for model in ("dummy", "dummy_multi"))
-    for item in items:
-        (planned,) = item["event_data"]["res"]["runs"]
-        assert item["event_data"]["res"]["run_id"] == "awx-%d" % JOB_ID
-        assert planned["model"] == item["event_data"]["res"]["item"] and planned["action"] == "run"
-        assert planned["timeout"] == 300 and planned["container"]["environment"]["MAD_GUEST_OS"] == "UBUNTU"
+    events = [e for e in job.task_events("Run each model") if e["event"] == "runner_on_ok"]
+    assert sorted(e["event_data"]["host"] for e in events) == sorted(IN_LIMIT)
+    for event in events:
+        result = event["event_data"]["res"]
+        assert result["run_id"] == "awx-%d" % JOB_ID
+        assert sorted(p["model"] for p in result["runs"]) == ["dummy", "dummy_multi"]
+        for planned in result["runs"]:
+            assert planned["action"] == "run" and planned["timeout"] == 300
+            assert planned["container"]["environment"]["MAD_GUEST_OS"] == "UBUNTU"
     (matrix,) = [e for e in job.task_events("Show the planned matrix (dry run; no report is written)")
                  if e["event"] == "runner_on_ok"]
-    assert matrix["event_data"]["res"]["msg"] == dict((node, {"dummy": "run %sdummy_cpu.ubuntu" % PREFIX,
-                                                             "dummy_multi": "run %sdummy_multi_cpu.ubuntu" % PREFIX})
-                                                      for node in IN_LIMIT)
+    planned = {"dummy": "run %sdummy_cpu.ubuntu" % PREFIX, "dummy_multi": "run %sdummy_multi_cpu.ubuntu" % PREFIX}
+    assert matrix["event_data"]["res"]["msg"] == dict((node, planned) for node in IN_LIMIT)
     assert LEFT_OUT not in job.stdout
     # nothing was written: no results, no report
     assert not os.listdir(results)
