@@ -22,6 +22,16 @@ def use_installed_collection():
     raise SystemExit("rocm.madengine is not installed: run ./ci/run-demo.sh or set MADCI_INSTALLED")
 
 
+def ansible_env(collections):
+    """The environment of an ansible-playbook run of the collection installed under ``collections``."""
+    env = dict(os.environ)
+    deps = os.environ.get("MADCI_DEPS", "/opt/madci/collections")
+    env.update(ANSIBLE_COLLECTIONS_PATH=os.pathsep.join([collections, deps]), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_RETRY_FILES_ENABLED="0", ANSIBLE_LOCALHOST_WARNING="0",
+               ANSIBLE_PYTHON_INTERPRETER=sys.executable)
+    return env
+
+
 def run_module(module, args, check_mode=False):
     """A module's main() in this process (no Ansible process start-up); its result dict."""
     from ansible.module_utils.testing import patch_module_args

@@ -29,6 +29,13 @@ TARBALL=$("$HERE/install-collection.sh" "$INSTALLED" "$WORK/dist") || exit 1
 export MADCI_TARBALL=$TARBALL MADCI_INSTALLED=$INSTALLED
 export ANSIBLE_COLLECTIONS_PATH=$INSTALLED:$MADCI_DEPS
 echo "[tests] installed $(basename "$TARBALL") into $INSTALLED"
+# The AWX execution environment of that tarball (ansible-builder on a Debian base made here): the base is
+# cached by its recipe, the image by the collection's content; a changed collection rebuilds from the
+# base's cached layers (about 2 minutes).
+ee_start=$SECONDS
+MADCI_EE_IMAGE=$("$HERE/ee-image.sh" --tarball "$TARBALL") || exit 1
+export MADCI_EE_IMAGE
+echo "[tests] execution environment $MADCI_EE_IMAGE ready in $((SECONDS - ee_start)) s"
 
 declare -A RESULT TIME
 run_gate() {
@@ -53,11 +60,23 @@ gate_pytest() {
   (cd "$SRC" && python -m pytest -p no:cacheprovider ${PYTEST_ARGS:-} tests)
 }
 
+# Benchmarks listed in benchmarks/open-targets run with the arguments given there; their miss is reported, not
+# failed (the list says why each target is still open).
 gate_bench() {
-  local rc=0 script
+  local rc=0 script name open args
   for script in "$SRC"/benchmarks/*/bench_*.py; do
-    echo "---- $(basename "$script")"
-    python "$script" || rc=1
+    name=${script#"$SRC"/benchmarks/}
+    open=$(grep -E "^${name//./\\.}( |$)" "$SRC/benchmarks/open-targets" || true)
+    args=$(printf '%s' "${open%%#*}" | cut -s -d' ' -f2-)
+    echo "---- $name $args"
+    # shellcheck disable=SC2086  # the arguments of open-targets are words
+    if python "$script" $args; then
+      [ -z "$open" ] || echo "[bench] $name meets its target now: remove it from benchmarks/open-targets"
+    elif [ -n "$open" ]; then
+      echo "[bench] $name: target open (benchmarks/open-targets)"
+    else
+      rc=1
+    fi
   done
   return $rc
 }

@@ -9,7 +9,7 @@
    two fleet sizes; medians.  Two catalogues:
    - timed: the three sample models, each running --model-seconds (default 3) in its container before
      it prints its result, as a benchmark spends its time on the GPU rather than on the host CPU.
-     Target: 4 nodes take at most 1.3x the time of 1 node.
+     Target: 4 nodes take at most 1.15x the time of 1 node.
    - instant: the sample models as they are (they finish in milliseconds).  All 4 simulated nodes share
      this machine's CPUs, so this measures the CPU the orchestration costs per node (Ansible's process
      per task item, the module, the engine), not the fleet's parallelism: printed, with the CPU seconds
@@ -52,7 +52,7 @@ from docker_helpers import delete_repositories
 
 REGISTRY = os.environ.get("MADCI_REGISTRY", "localhost:5000")
 MAIN_ENGINE = "unix:///var/run/docker.sock"
-TARGET_SCALING = 1.3
+TARGET_SCALING = 1.15
 MADENGINE_BUILD_RUN_S = 15.9  # the original tool, same 3 models, same kind of machine (behaviour spec section 12)
 SAMPLE_TAGS = ["dummy", "dummy_multi", "dummy2/model2:batch-size=32"]
 SAMPLE_ROWS = 6  # dummy, dummy_multi's four results, dummy2/model2
@@ -264,7 +264,7 @@ def main():
     print("")
     ok_scaling = ratios[True] <= TARGET_SCALING
     ok_e2e = e2e <= MADENGINE_BUILD_RUN_S
-    print("target: %d nodes <= %.1fx 1 node (timed models): %s (%.2fx)"
+    print("target: %d nodes <= %.2fx 1 node (timed models): %s (%.2fx)"
           % (n, TARGET_SCALING, "PASS" if ok_scaling else "FAIL", ratios[True]))
     print("target: end to end <= %.1f s (madengine 2.1, same work): %s (%.2f s)"
           % (MADENGINE_BUILD_RUN_S, "PASS" if ok_e2e else "FAIL", e2e))

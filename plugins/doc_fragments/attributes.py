@@ -31,15 +31,25 @@ attributes:
     platforms: posix
 """
 
-    # Modules in the action group C(madengine) of meta/runtime.yml.
+    # Modules in action groups of meta/runtime.yml; each module lists its groups under membership.
     ACTION_GROUP = r"""
 options: {}
 attributes:
   action_group:
-    description: Use C(group/rocm.madengine.madengine) in C(module_defaults) to set defaults for this module.
+    description:
+      - In C(module_defaults), C(group/<group>) of a group listed under C(membership) sets the options that
+        group's modules share, for all of them at once (the collection's C(docs/module-defaults.md) names them).
     support: full
-    membership:
-      - rocm.madengine.madengine
+"""
+
+    # Modules whose action plugin of the same name runs them on the host (the module does the work).
+    ACTION_WORKER = r"""
+options: {}
+attributes:
+  action:
+    description: Whether the task runs an action plugin on the controller.
+  async:
+    description: Whether the task can run with C(async).
 """
 
     # Modules that only read.

@@ -31,6 +31,10 @@ extends_documentation_fragment:
   - rocm.madengine.attributes
   - rocm.madengine.attributes.ACTION_GROUP
   - rocm.madengine.attributes.INFO_MODULE
+attributes:
+  action_group:
+    membership:
+      - rocm.madengine.host
 options:
   gpu_vendor:
     description:

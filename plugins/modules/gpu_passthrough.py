@@ -32,6 +32,10 @@ extends_documentation_fragment:
   - rocm.madengine.attributes
   - rocm.madengine.attributes.ACTION_GROUP
 attributes:
+  action_group:
+    membership:
+      - rocm.madengine.host
+      - rocm.madengine.passthrough
   check_mode:
     support: full
     details:

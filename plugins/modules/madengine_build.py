@@ -41,6 +41,11 @@ extends_documentation_fragment:
   - rocm.madengine.attributes.ACTION_GROUP
   - rocm.madengine.docker
 attributes:
+  action_group:
+    membership:
+      - rocm.madengine.docker
+      - rocm.madengine.catalogue
+      - rocm.madengine.madengine
   check_mode:
     support: full
     details:
@@ -92,6 +97,7 @@ options:
         C(dockerhub) for Docker Hub.
       - Images are pushed as C(<registry>/<image>), or C(<registry>/<repository>:<image>) when the
         credential entry of the registry has a C(repository).
+      - Empty (as C(madengine_registry) is by default) is the same as not given - no registry, nothing pushed.
     type: str
   credential_file:
     description:

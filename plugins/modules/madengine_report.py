@@ -41,7 +41,6 @@ author:
   - ROCm madengine maintainers (@rocm)
 extends_documentation_fragment:
   - rocm.madengine.attributes
-  - rocm.madengine.attributes.ACTION_GROUP
 attributes:
   check_mode:
     support: full

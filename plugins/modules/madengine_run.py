@@ -51,8 +51,26 @@ author:
 extends_documentation_fragment:
   - rocm.madengine.attributes
   - rocm.madengine.attributes.ACTION_GROUP
+  - rocm.madengine.attributes.ACTION_WORKER
   - rocm.madengine.docker
 attributes:
+  action:
+    support: full
+    details:
+      - The action plugin starts the node's run as an async job and shows its progress journal (see O(progress_file))
+        until the job ends, then reads the job's result; a node unreachable during the run is retried for
+        O(unreachable_timeout) seconds (the job goes on meanwhile, its rows are kept in O(output)) before the task
+        fails.
+  async:
+    support: full
+    details:
+      - With C(async) on the task the run is the usual async job; nothing is shown while it runs.
+  action_group:
+    membership:
+      - rocm.madengine.docker
+      - rocm.madengine.catalogue
+      - rocm.madengine.host
+      - rocm.madengine.madengine
   check_mode:
     support: full
     details:
@@ -182,6 +200,23 @@ options:
       - Also write the run summary in madengine's C(--summary-output) shape (C(successful_runs), C(failed_runs),
         C(total_runs), C(session_start_row), C(session_row_count)) to this JSON file.
     type: path
+  progress_file:
+    description:
+      - Append the run's progress to this file as it goes, one JSON object a line - C(plan) (the models to run),
+        then C(start) and C(end) of each model (C(model), C(status), C(elapsed), C(rows), C(done) of C(total), the
+        path of its C(log)) - so that it can be followed while the models run (C(tail -f)).
+      - When the task runs without async and not in check mode, the action plugin runs the module as an async job on
+        the node with a journal of its own in the node's async directory, reads it every few seconds and shows each
+        line on the controller (in a terminal and in AWX job output, at default verbosity), so that no connection
+        stays open while a model runs; it sets this option then, unless it is given.
+    type: path
+  unreachable_timeout:
+    description:
+      - Seconds the action plugin keeps trying a node that became unreachable while its models run (the async job
+        goes on on the node meanwhile) before it fails the task with RV(unreachable_since), the time the node was
+        first lost. Not used with C(async) on the task, in check mode or with O(pull_only).
+    type: float
+    default: 600
   skip_model_run:
     description:
       - Take every image as O(pull) says and plan its container, but run nothing; every model gets a C(SKIPPED) row.
@@ -477,6 +512,13 @@ images:
       image_digest: >-
         localhost:5000/ci-dummy_cpu.ubuntu@sha256:0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c
       error: ""
+unreachable_since:
+  description:
+    - When the node was lost while its models ran and stayed unreachable for O(unreachable_timeout) seconds (the task
+      fails then), the UTC time it was first found unreachable.
+  returned: when the node was lost during the run
+  type: str
+  sample: "2026-12-04T18:20:05Z"
 ansible_facts:
   description: Facts set on the node (not with O(pull_only)).
   returned: unless O(pull_only) is set
@@ -514,6 +556,8 @@ def main():
         tools_config=dict(type="path"),
         catalogue_files=dict(type="dict"),
         summary_output=dict(type="path"),
+        progress_file=dict(type="path"),
+        unreachable_timeout=dict(type="float", default=600),
         skip_model_run=dict(type="bool", default=False),
         pull_only=dict(type="bool", default=False),
         disable_skip_gpu_arch=dict(type="bool", default=False),

@@ -35,6 +35,9 @@ extends_documentation_fragment:
   - rocm.madengine.attributes
   - rocm.madengine.attributes.ACTION_GROUP
 attributes:
+  action_group:
+    membership:
+      - rocm.madengine.host
   check_mode:
     support: full
     details:

@@ -82,10 +82,14 @@ def read_csv(path):
         return list(csv.DictReader(handle))
 
 
+def node_runs(run, node):
+    """The runs of a node's madengine_run (one call for all its models), in order."""
+    return task_results(run["out"], RUN).get(node, {}).get("runs", [])
+
+
 def node_items(run, node):
-    """The models madengine_run ran on a node, one task item each, in order."""
-    result = task_results(run["out"], RUN).get(node, {})
-    return [item["item"] for item in result.get("results", [])]
+    """The models madengine_run ran on a node, in order."""
+    return [r["model"] for r in node_runs(run, node)]
 
 
 def image_events(api, since, until):
@@ -216,7 +220,7 @@ def test_second_run_builds_pushes_and_pulls_nothing(second, first, fleet, main_a
     assert sorted(build["reused"]) == sorted(IMAGES)
     assert image_events(main_api, second["started"], second["finished"]) == []
     for node in NODES:
-        runs = [r for item in task_results(second["out"], RUN)[node]["results"] for r in item["runs"]]
+        runs = node_runs(second, node)
         assert [r["pulled"] for r in runs] == [False, False, False]
         with fleet["engines"][node].api() as api:
             assert [a for a, _n in image_events(api, second["started"], second["finished"])] == []
@@ -265,7 +269,7 @@ def test_check_mode_plans_the_whole_matrix_and_touches_nothing(dry, fleet, main_
     assert sorted(build["built"]) == sorted(IMAGES) and build["changed"] is True
     for node in NODES:
         assert node_items(dry, node) == MODELS
-        assert all(item["results"] == [] for item in task_results(dry["out"], RUN)[node]["results"])
+        assert task_results(dry["out"], RUN)[node]["results"] == []
     matrix = task_results(dry["out"], "Show the planned matrix (dry run; no report is written)")["localhost"]["msg"]
     assert matrix == dict((n, dict((m, "run " + i) for m, i in zip(MODELS, IMAGES))) for n in NODES)
     assert task_results(dry["out"], MERGE) == {}
@@ -378,7 +382,7 @@ def test_throttled_pulls_and_credentials_that_never_show(throttled, fleet):
     for node in NODES:
         assert [(i["model"], i["pulled"], i["error"]) for i in pulls[node]["images"]] == [
             (m, True, "") for m in MODELS]
-        runs = [r for item in task_results(out, RUN)[node]["results"] for r in item["runs"]]
+        runs = node_runs(throttled, node)
         assert [r["pulled"] for r in runs] == [False, False, False]
         assert runs[0]["container"]["environment"]["E2E_PASSWORD"] == "********"
         with fleet["engines"][node].api() as api:

@@ -86,11 +86,10 @@ def test_a_new_madengine_run_option_reaches_the_module_from_a_playbook_variable(
     rc, out, log = dry_run(collections, work, value)
     assert rc == 0, log
     assert all(play["play"]["path"].startswith(str(copy)) for play in out["plays"]), log
-    items = task_results(out, RUN)["localhost"]["results"]
-    assert [item["item"] for item in items] == ["dummy", "dummy_multi"]
-    for item in items:
-        args = item["invocation"]["module_args"]
-        assert args[MARKER] == value and args["tags"] == [item["item"]] and args["gpu_vendor"] == "NONE"
+    run = task_results(out, RUN)["localhost"]
+    assert [r["model"] for r in run["runs"]] == ["dummy", "dummy_multi"]
+    args = run["invocation"]["module_args"]
+    assert args[MARKER] == value and args["tags"] == ["dummy", "dummy_multi"] and args["gpu_vendor"] == "NONE"
     assert os.listdir(work) == []  # a dry run writes nothing
 
 

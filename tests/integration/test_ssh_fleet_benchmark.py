@@ -10,8 +10,9 @@ own dockerd, and the controller's registry only at the fleet's bridge address.  
    systems (module arguments travel in AnsiballZ files under ~/.ansible/tmp, removed after each task);
    Each model's run log comes home to <output_dir>/<node>/ (log_path), the node's path in node_log_path;
 2. the rerun mode runs only the failed pairs over SSH and completes the table;
-3. a node's sshd is stopped while its model runs: its finished rows are kept, the running model is a FAILURE
-   row saying unreachable and when, the summary names the node; once sshd is back the rerun completes the table;
+3. a node's sshd is stopped while its model runs (madengine_run's unreachable_timeout of a few seconds): the
+   node's rows are FAILURE rows saying unreachable since when, the other node's rows are kept, the summary and
+   set_stats name the node; once sshd is back the rerun completes the table;
 4. a node whose Python cannot get the Docker SDK: docker_setup fails it with one error naming node and package;
 5. a --limit to one SSH node: the controller still builds, only that node runs.
 """
@@ -123,7 +124,7 @@ def test_docker_setup_prepares_the_nodes_and_each_node_runs_what_was_built(first
         assert '<a href="%s/%s">' % (row["host"], home.name) in page
     items = task_results(first["out"], RUN)
     for node in NODES:
-        runs = [r for item in items[node]["results"] for r in item["runs"]]
+        runs = items[node]["runs"]  # one call per node
         assert [r["container"]["environment"]["SSHE2E_PASSWORD"] for r in runs if r["model"] == "dummy"] == [
             "********"]
 
@@ -158,7 +159,7 @@ def test_the_rerun_mode_completes_the_table_over_ssh(first, ssh_fleet):
     run = benchmark(ssh_fleet, madengine_rerun_failed=True)
     assert run["rc"] == 0, run["log"][-6000:]
     items = task_results(run["out"], RUN)
-    assert {node: [i["item"] for i in items[node]["results"]] for node in NODES} == {
+    assert {node: [r["model"] for r in items[node]["runs"]] for node in NODES} == {
         node: ["dummy_fail"] for node in NODES}
     rows = read_csv(ssh_fleet["out"] / "perf.csv")
     assert sorted((r["host"], r["model"], r["status"]) for r in rows) == sorted(
@@ -182,7 +183,8 @@ def test_a_node_lost_mid_run_keeps_its_rows_and_the_rerun_completes_the_table(fi
     extra = {"madengine_mad_root": str(ssh_fleet["mad"]), "madengine_tags": "dummy,dummy_slow",
              "madengine_image_prefix": PREFIX, "madengine_output_dir": str(ssh_fleet["out"]),
              "madengine_timeout": 120, "madengine_additional_context": {"guest_os": "UBUNTU"},
-             "madengine_credential_file": str(ssh_fleet["creds"])}
+             "madengine_credential_file": str(ssh_fleet["creds"]),
+             "madengine_run_options": {"unreachable_timeout": 5}}
     log = tmp_path / "lost.log"
     with open(log, "w") as handle:
         proc = subprocess.Popen([shutil.which("ansible-playbook") or "ansible-playbook", "-i", ssh_fleet["inventory"],
@@ -211,23 +213,25 @@ def test_a_node_lost_mid_run_keeps_its_rows_and_the_rerun_completes_the_table(fi
         subprocess.run(["docker", "exec", container, "/usr/sbin/sshd", "-E", "/var/log/sshd.log"], check=True)
     output = log.read_text()
     assert rc != 0, output  # the lost node is failed at the end, after the merge
-    assert re.search(r"UNREACHABLE!.*|unreachable=1", output), output
+    assert re.search(r"%s: unreachable while its models run; trying again for 5 s" % lost, output), output
+    assert re.search(r"%s was unreachable for \d+ s while its models ran" % lost, output), output
     rows = {(r["host"], r["model"]): r for r in read_csv(ssh_fleet["out"] / "perf.csv")}
     assert sorted(rows) == sorted((n, m) for n in NODES for m in ("dummy", "dummy_slow"))
     assert [rows[("amd-gfx942-1", m)]["status"] for m in ("dummy", "dummy_slow")] == ["SUCCESS", "SUCCESS"]
-    assert rows[(lost, "dummy")]["status"] == "SUCCESS"  # finished before the node was lost
-    slow = rows[(lost, "dummy_slow")]
-    assert slow["status"] == "FAILURE", slow
-    since = re.match(r"node amd-gfx90a-1 unreachable since (\S+): no row for this model$", slow["error"])
-    assert since and since.group(1) >= before, slow["error"]
+    # one run per node: its rows come back when the run ends, so a node lost meanwhile has FAILURE rows only
+    for model in ("dummy", "dummy_slow"):
+        row = rows[(lost, model)]
+        assert row["status"] == "FAILURE", row
+        since = re.match(r"node amd-gfx90a-1 unreachable since (\S+): no row for this model$", row["error"])
+        assert since and before <= since.group(1) <= time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), row
     stats = output[output.index("CUSTOM STATS"):]
     assert re.search(r'"unreachable_nodes": \[\s*"%s"\s*\]' % lost, stats), stats
-    # the node is back: the rerun runs only its lost model and completes the table
+    # the node is back: the rerun runs only its models and completes the table
     rerun = benchmark(ssh_fleet, madengine_tags="dummy,dummy_slow", madengine_rerun_failed=True)
     assert rerun["rc"] == 0, rerun["log"][-6000:]
     items = task_results(rerun["out"], RUN)
-    assert {n: [i["item"] for i in items[n].get("results", [])] for n in items} == {
-        lost: ["dummy_slow"], "amd-gfx942-1": []}
+    assert sorted(r["model"] for r in items[lost]["runs"]) == ["dummy", "dummy_slow"], items[lost]
+    assert items["amd-gfx942-1"].get("skipped"), items["amd-gfx942-1"]
     table = read_csv(ssh_fleet["out"] / "perf.csv")
     assert sorted((r["host"], r["model"], r["status"]) for r in table) == sorted(
         (n, m, "SUCCESS") for n in NODES for m in ("dummy", "dummy_slow"))

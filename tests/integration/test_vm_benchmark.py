@@ -26,12 +26,20 @@ import shutil
 import subprocess
 import uuid
 
-import libvirt
 import pytest
 import yaml
 from conftest import COLLECTION_DIR, MAIN_ENGINE, REGISTRY, SAMPLE_MAD, run_playbook, task_results
 from fake_sysfs import FakeKernel
-from vm_helpers import GUEST_DIR, ensure_libvirtd, fake_host, hold_vfio, make_base, pci_drivers, private_uri
+from vm_helpers import (
+    GUEST_DIR,
+    fake_host,
+    hold_vfio,
+    libvirt_session,
+    make_base,
+    pci_drivers,
+    private_uri,
+    vm_name,
+)
 from vm_play import domains, make_dirs, read_csv, vm_benchmark, vm_cleanup, vm_files
 
 pytestmark = [pytest.mark.libvirtd, pytest.mark.docker, pytest.mark.slow]
@@ -48,22 +56,10 @@ REMOVE = "Remove the VM and everything it owns (madengine_vm absent)"
 MARK = "Fail this node with the reason its run failed"
 
 
-def vm_name(node):
-    return "madengine-vm-" + node
-
-
 @pytest.fixture(scope="module")
 def conn():
-    ensure_libvirtd(URI)
-    handle = libvirt.open(URI)
-    yield handle
-    # never leave a running QEMU behind, even when an assertion failed
-    for dom in handle.listAllDomains(0):
-        if dom.name().startswith("madengine-vm-vmb%s" % SESSION):
-            if dom.isActive():
-                dom.destroy()
-            dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
-    handle.close()
+    with libvirt_session(URI, "madengine-vm-vmb%s" % SESSION) as handle:
+        yield handle
 
 
 @pytest.fixture(scope="module")

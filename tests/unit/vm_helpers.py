@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import subprocess
@@ -143,6 +144,30 @@ def ensure_libvirtd(uri="qemu:///system"):
     if not (up and os.path.exists(os.path.join(GUEST_DIR, ".ready-v1"))):
         proc = subprocess.run(["bash", CI_LIBVIRTD], capture_output=True, text=True, check=False, timeout=600)
         assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def vm_name(node):
+    """The name the madengine role gives a node's VM (madengine_vm_name's default)."""
+    return "madengine-vm-" + node
+
+
+@contextlib.contextmanager
+def libvirt_session(uri, prefix):
+    """A connection to ``uri`` (libvirtd started first); afterwards every domain named ``prefix...`` is destroyed
+    and undefined, so that no QEMU is left behind even when an assertion failed."""
+    import libvirt
+
+    ensure_libvirtd(uri)
+    handle = libvirt.open(uri)
+    try:
+        yield handle
+    finally:
+        for dom in handle.listAllDomains(0):
+            if dom.name().startswith(prefix):
+                if dom.isActive():
+                    dom.destroy()
+                dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
+        handle.close()
 
 
 def pci_drivers():

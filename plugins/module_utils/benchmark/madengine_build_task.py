@@ -93,10 +93,10 @@ def run(module):
 
 
 def validate_registry(registry):
-    if registry is None:
-        return None
+    if registry is None or not registry.strip():
+        return None  # empty, as madengine_registry's default: no registry, nothing pushed
     registry = registry.strip().rstrip("/")
-    if not registry or "://" in registry or any(ch.isspace() for ch in registry):
+    if "://" in registry or any(ch.isspace() for ch in registry):
         raise MadengineError("registry %r must be a registry host[:port] (optionally /namespace), not a URL."
                              % registry)
     return registry

@@ -35,6 +35,7 @@ from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.manifest 
     load_manifest,
     prepare_output,
 )
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.progress import ProgressJournal
 from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.rows import STATUSES, read_csv, write_csv
 from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.run import Executor
 from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.run_id import resolve_run_id
@@ -301,12 +302,19 @@ class RunTask(object):
     def execute(self, runs, executor, csv):
         """Run every planned model, adding its rows to the node's CSV as soon as it is done."""
         rows = []
+        journal = ProgressJournal(self.params.get("progress_file"))
+        total = len(runs)
+        journal.write("plan", total=total, models=[r.name for r in runs])
         executor.client = self.client(runs)
         try:
-            for model_run in runs:
+            for index, model_run in enumerate(runs):
+                journal.write("start", model=model_run.name, index=index + 1, total=total, log=model_run.log_path)
                 run_rows = executor.run(model_run)
                 csv.add(run_rows)
                 rows.extend(run_rows)
+                journal.write("end", model=model_run.name, status=model_run.status, rows=len(run_rows),
+                              elapsed=model_run.timings.get("total"), done=index + 1, total=total,
+                              log=model_run.log_path)
         finally:
             if executor.client is not None:
                 executor.client.close()

@@ -2,7 +2,7 @@
 
 ansible-doc renders each module of the installed collection; every attribute must carry a description
 and a support level, the descriptions must be the fragment's (no module restates or rewrites one),
-and exactly the modules of the action group in meta/runtime.yml claim membership of it.
+and every module claims membership of exactly the action groups of meta/runtime.yml that hold it.
 """
 
 from __future__ import annotations
@@ -41,9 +41,25 @@ def rendered(module_names):
 
 
 @pytest.fixture(scope="module")
-def action_group(collection_dir):
+def action_groups(collection_dir):
+    """{module: sorted FQCNs of its action groups}, from meta/runtime.yml with extend_group resolved."""
     with open(os.path.join(collection_dir, "meta", "runtime.yml"), encoding="utf-8") as handle:
-        return set(yaml.safe_load(handle)["action_groups"]["madengine"])
+        groups = yaml.safe_load(handle)["action_groups"]
+
+    def members(name):
+        found = []
+        for entry in groups[name]:
+            if isinstance(entry, dict):
+                found += [m for parent in entry["metadata"]["extend_group"] for m in members(parent.split(".")[-1])]
+            else:
+                found.append(entry)
+        return found
+
+    claims = {}
+    for name in groups:
+        for module in members(name):
+            claims.setdefault(module, []).append("rocm.madengine." + name)
+    return dict((module, sorted(names)) for module, names in claims.items())
 
 
 def test_every_module_is_rendered(rendered, module_names):
@@ -86,11 +102,12 @@ def test_module_files_state_no_description_of_their_own(collection_dir, module_n
     assert not restated, "descriptions belong in plugins/doc_fragments/attributes.py: " + ", ".join(restated)
 
 
-def test_action_group_membership_matches_runtime_metadata(rendered, action_group):
-    members = set(module for module, doc in rendered.items() if "action_group" in doc["attributes"])
-    assert members == action_group
-    for module in members:
-        assert rendered[module]["attributes"]["action_group"]["membership"] == ["rocm.madengine.madengine"]
+def test_action_group_membership_matches_runtime_metadata(rendered, action_groups):
+    claimed = dict((module, sorted(doc["attributes"]["action_group"]["membership"]))
+                   for module, doc in rendered.items() if "action_group" in doc["attributes"])
+    assert claimed == action_groups
+    assert claimed["madengine_run"] == ["rocm.madengine.catalogue", "rocm.madengine.docker", "rocm.madengine.host",
+                                        "rocm.madengine.madengine"]
 
 
 def test_module_support_levels_win_over_the_fragments(rendered):

@@ -1,0 +1,182 @@
+# -*- coding: utf-8 -*-
+# Copyright: rocm.madengine contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""madengine_run, watched: the node's whole run as one async job, its progress shown as it happens.
+
+The module stays the worker.  This plugin starts it on the node as an async job (one module process
+runs all the node's models) with a progress journal beside the job's result file, then every few
+seconds runs one short shell command on the node (no Python, no module) that returns the journal's new
+lines and whether the job is done, and shows each new line with Display on the controller (default
+verbosity: in a terminal, and in AWX as the job's output; on stderr when the stdout callback writes a
+JSON document).  No connection stays open while a model
+runs.  When the node cannot be reached, it tries again for ``unreachable_timeout`` seconds (the job
+goes on; its rows are in the node's CSV), then fails the task with ``unreachable_since``, the time it
+was first lost.  At the end the job's result (the module's) is read and the job's
+files are removed.
+
+Check mode, pull_only and a task with its own ``async`` run the module as usual.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shlex
+import time
+from datetime import datetime, timezone
+
+from ansible import constants as C
+from ansible.errors import AnsibleConnectionFailure
+from ansible.plugins.action import ActionBase
+from ansible.utils.display import Display
+
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.progress import describe, parse_lines
+
+display = Display()
+
+# polls start fast and slow down to POLL_SECONDS while nothing happens; a new line makes them fast again
+POLL_SECONDS = 2.0
+FIRST_POLL_SECONDS = 0.1
+# how long a node lost during the run is tried again, unless the task's unreachable_timeout says otherwise
+UNREACHABLE_SECONDS = 600.0
+# async_wrapper kills a job after this long; a model's own timeout bounds the run
+JOB_LIMIT_SECONDS = 30 * 24 * 3600
+MARK = "--madengine-job-state--"
+# stdout callbacks whose output is a document: progress lines go to stderr then, not into it
+DOCUMENT_CALLBACKS = ("json", "jsonl")
+
+
+def show(line):
+    callback = str(C.DEFAULT_STDOUT_CALLBACK or "").rsplit(".", 1)[-1]
+    display.display(line, stderr=callback in DOCUMENT_CALLBACKS)
+
+
+class ActionModule(ActionBase):
+
+    _supports_async = True
+    _supports_check_mode = True
+
+    def run(self, tmp=None, task_vars=None):
+        result = super(ActionModule, self).run(tmp, task_vars)
+        del tmp
+        if self._task.check_mode or self._task.async_val or self._task.args.get("pull_only"):
+            wrap_async = bool(self._task.async_val) and not self._connection.has_native_async
+            result.update(self._execute_module(task_vars=task_vars, wrap_async=wrap_async))
+            if not wrap_async:
+                self._remove_tmp_path(self._connection._shell.tmpdir)
+            return result
+        node = (task_vars or {}).get("inventory_hostname", "node")
+        result.update(Watch(self, node, task_vars).run())
+        return result
+
+    def start_job(self, module_args, task_vars):
+        """Start the module as an async job: its launch result (ansible_job_id, results_file, ...)."""
+        self._task.async_val = JOB_LIMIT_SECONDS
+        try:
+            return self._execute_module(module_args=module_args, task_vars=task_vars, wrap_async=True)
+        finally:
+            self._task.async_val = 0
+
+    def shell(self, command):
+        """The command's stdout; a connection with a terminal (ssh's -tt) ends its lines with CR LF: back to LF."""
+        return self._low_level_execute_command(command, sudoable=True).get("stdout", "").replace("\r\n", "\n")
+
+    def job_result(self, text):
+        """The module's result from the text of the job's result file."""
+        parsed = self._parse_returned_data({"stdout": text, "stderr": "", "rc": 0}, "legacy")
+        parsed.remove_internal_keys()
+        return parsed.as_result_dict(for_round_trip=True)
+
+
+class Watch(object):
+    """One node's run: start, poll the journal and the job's state, show new lines, read the result."""
+
+    def __init__(self, action, node, task_vars):
+        self.action, self.node, self.task_vars = action, node, task_vars
+        self.offset = 0  # bytes of the journal shown so far
+        grace = action._task.args.get("unreachable_timeout")
+        self.grace = UNREACHABLE_SECONDS if grace is None else float(grace)
+
+    def run(self):
+        args = dict(self.action._task.args)
+        async_dir = self.action.get_shell_option("async_dir", default="~/.ansible_async")
+        own_journal = not args.get("progress_file")
+        if own_journal:
+            args["progress_file"] = "%s/madengine-progress-%s.jsonl" % (async_dir.rstrip("/"), secrets.token_hex(6))
+        launch = time.monotonic()
+        started = self.action.start_job(args, self.task_vars)
+        took = time.monotonic() - launch
+        display.vv("%s: madengine_run started as async job %s in %.2f s"
+                   % (self.node, started.get("ansible_job_id"), took))
+        if started.get("failed") or "results_file" not in started:
+            return started
+        job_file = started["results_file"]
+        journal = args["progress_file"]
+        if own_journal:  # the job's directory, as the node expanded it
+            journal = job_file.rsplit("/", 1)[0] + "/" + journal.rsplit("/", 1)[1]
+        result = self.follow(job_file, journal)
+        cleanup = [job_file] + ([journal] if own_journal else [])
+        try:
+            self.action.shell("rm -f %s" % " ".join(shlex.quote(p) for p in cleanup))
+        except AnsibleConnectionFailure:
+            pass
+        return result
+
+    def follow(self, job_file, journal):
+        """Poll until the job is done; the module's result (or why it could not be had)."""
+        command = ("tail -c +%%d %s 2>/dev/null; printf '\\n%s\\n'; head -c 20 %s 2>/dev/null; true"
+                   % (shlex.quote(journal), MARK, shlex.quote(job_file)))
+        lost_since = lost_at = None
+        wait = FIRST_POLL_SECONDS
+        polls = 0
+        while True:
+            time.sleep(wait)
+            polls += 1
+            wait = min(wait * 2, POLL_SECONDS)
+            try:
+                out = self.action.shell(command % (self.offset + 1))
+            except AnsibleConnectionFailure as exc:
+                now = time.monotonic()
+                if lost_since is None:
+                    lost_since = now
+                    lost_at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+                    display.warning("%s: unreachable while its models run; trying again for %d s (the run goes on "
+                                    "on the node): %s" % (self.node, self.grace, exc))
+                if now - lost_since >= self.grace:
+                    return {"failed": True, "unreachable_during_run": True, "unreachable_since": lost_at,
+                            "msg": "%s was unreachable for %d s while its models ran (its async job %s may still "
+                                   "run there and write its rows to the node's CSV): %s"
+                                   % (self.node, now - lost_since, job_file, exc)}
+                wait = min(POLL_SECONDS, max(self.grace - (now - lost_since), FIRST_POLL_SECONDS))
+                continue
+            if lost_since is not None:
+                show("%s: reachable again" % self.node)
+                lost_since = None
+            text = out
+            head, _mark, state = text.rpartition("\n%s\n" % MARK)
+            if self.show(head):
+                wait = FIRST_POLL_SECONDS
+            if not state.strip():
+                return {"failed": True, "msg": "The async job of madengine_run on %s is gone (%s does not exist)."
+                                               % (self.node, job_file)}
+            if not state.startswith('{"started"'):
+                display.vv("%s: the async job ended; %d polls" % (self.node, polls))
+                return self.finish(job_file, journal)
+
+    def show(self, text):
+        """Show the complete lines of ``text`` (the journal from the offset), move the offset past them; any?"""
+        complete = text[:text.rfind("\n") + 1]
+        self.offset += len(complete.encode("utf-8"))
+        for event in parse_lines(complete):
+            line = describe(self.node, event)
+            if line:
+                show(line)
+        return bool(complete)
+
+    def finish(self, job_file, journal):
+        out = self.action.shell("tail -c +%d %s 2>/dev/null; printf '\\n%s\\n'; cat %s"
+                                % (self.offset + 1, shlex.quote(journal), MARK, shlex.quote(job_file)))
+        head, _mark, state = out.rpartition("\n%s\n" % MARK)
+        self.show(head)
+        return self.action.job_result(state)
