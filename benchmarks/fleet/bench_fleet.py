@@ -47,7 +47,7 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 FLEET_SCRIPT = os.path.join(REPO, "ci", "simulated-fleet.sh")
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "tests", "unit"))
-from _collection import leftover_containers, run_module, use_installed_collection
+from _collection import ansible_env, leftover_containers, run_module, use_installed_collection
 from docker_helpers import delete_repositories
 
 REGISTRY = os.environ.get("MADCI_REGISTRY", "localhost:5000")
@@ -56,15 +56,6 @@ TARGET_SCALING = 1.15
 MADENGINE_BUILD_RUN_S = 15.9  # the original tool, same 3 models, same kind of machine (behaviour spec section 12)
 SAMPLE_TAGS = ["dummy", "dummy_multi", "dummy2/model2:batch-size=32"]
 SAMPLE_ROWS = 6  # dummy, dummy_multi's four results, dummy2/model2
-
-
-def ansible_env(collections):
-    env = dict(os.environ)
-    deps = os.environ.get("MADCI_DEPS", "/opt/madci/collections")
-    env.update(ANSIBLE_COLLECTIONS_PATH=os.pathsep.join([collections, deps]), ANSIBLE_NOCOLOR="1",
-               ANSIBLE_RETRY_FILES_ENABLED="0", ANSIBLE_LOCALHOST_WARNING="0",
-               ANSIBLE_PYTHON_INTERPRETER=sys.executable)
-    return env
 
 
 def system_cpu():

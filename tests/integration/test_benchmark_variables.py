@@ -27,7 +27,9 @@ NOT_VARIABLES = {"madengine_results", "madengine_summary", "madengine_benchmark"
                  "madengine_planned", "madengine_models", "madengine_discover", "madengine_build", "madengine_run",
                  "madengine_report", "madengine_vm",
                  # the group of the VMs vm_benchmark.yml adds to the inventory, and their two host variables
-                 "madengine_vms", "madengine_vm_node", "madengine_vm_uuid"}
+                 "madengine_vms", "madengine_vm_node", "madengine_vm_uuid",
+                 # the tables of the results database
+                 "madengine_schema", "madengine_runs", "madengine_series"}
 FLEET_DOCS = ("quickstart.md", "inventory.md", "migration.md", "awx.md", "large-fleets.md", "results.md", "vm-mode.md")
 NAME = re.compile(r"\bmadengine_[a-z0-9_]+\b(?!\.py)")  # not a file name such as madengine_run_task.py
 
@@ -57,9 +59,11 @@ def documented():
 
 
 def uses():
-    """Text of everything that reads the variables: the playbooks and the role's tasks and vars."""
+    """Text of everything that reads the variables: the playbooks, the role's tasks and vars, and the defaults of
+    result_collection (its history and baseline settings default to the madengine_* variables)."""
     paths = glob.glob(os.path.join(COLLECTION_DIR, "playbooks", "*.yml")) + glob.glob(
-        os.path.join(ROLE, "tasks", "*.yml")) + glob.glob(os.path.join(ROLE, "vars", "*.yml"))
+        os.path.join(ROLE, "tasks", "*.yml")) + glob.glob(os.path.join(ROLE, "vars", "*.yml")) + [
+        os.path.join(COLLECTION_DIR, "roles", "result_collection", "defaults", "main.yml")]
     assert len(paths) >= 7
     return "\n".join(read(p) for p in paths)
 

@@ -30,7 +30,6 @@ import subprocess
 import time
 import uuid
 
-import libvirt
 import pytest
 from real_guest import (
     CI_GUEST_IMAGE,
@@ -42,7 +41,7 @@ from real_guest import (
     nat_network,
     port_open,
 )
-from vm_helpers import ensure_libvirtd
+from vm_helpers import libvirt_session
 
 from ansible_collections.rocm.madengine.plugins.modules import madengine_vm
 
@@ -62,15 +61,8 @@ def images():
 
 @pytest.fixture(scope="module")
 def conn():
-    ensure_libvirtd(URI)
-    handle = libvirt.open(URI)
-    yield handle
-    for dom in handle.listAllDomains(0):  # never leave a running QEMU behind, even when an assertion failed
-        if dom.name().startswith(PREFIX):
-            if dom.isActive():
-                dom.destroy()
-            dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
-    handle.close()
+    with libvirt_session(URI, PREFIX) as handle:
+        yield handle
 
 
 @pytest.fixture(scope="module")

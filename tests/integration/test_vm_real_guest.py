@@ -58,7 +58,7 @@ from real_guest import (
     vm_mode_vars,
     vm_node_vars,
 )
-from vm_helpers import ensure_libvirtd
+from vm_helpers import libvirt_session
 from vm_play import (
     domains,
     make_dirs,
@@ -101,15 +101,8 @@ def images():
 
 @pytest.fixture(scope="module")
 def conn():
-    ensure_libvirtd(URI)
-    handle = libvirt.open(URI)
-    yield handle
-    for dom in handle.listAllDomains(0):  # never leave a running QEMU behind, even when an assertion failed
-        if dom.name().startswith(vm_name(PREFIX[:-1])):
-            if dom.isActive():
-                dom.destroy()
-            dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
-    handle.close()
+    with libvirt_session(URI, vm_name(PREFIX[:-1])) as handle:
+        yield handle
 
 
 @pytest.fixture(scope="module")
@@ -232,10 +225,10 @@ def test_models_run_in_each_guest_s_engine_and_the_rows_come_back_with_the_vm(fi
         assert [(r["model"], r["vm_id"]) for r in facts["ansible_facts"]["madengine_results"]] == [
             (m, vm["uuid"]) for m, _s in NODE_ROWS]
         # each model ran in the VM, with images its engine pulled from the registry at the bridge address
-        per_model = task_results(out, "Run each model")[node]["results"]
-        assert [item["item"] for item in per_model] == MODELS
-        assert all(item["_ansible_delegated_vars"]["ansible_delegated_host"] == vm_name(node) for item in per_model)
-        runs = [r for item in per_model for r in item["runs"]]
+        node_run = task_results(out, "Run each model")[node]
+        assert node_run["_ansible_delegated_vars"]["ansible_delegated_host"] == vm_name(node)
+        runs = node_run["runs"]
+        assert [r["model"] for r in runs] == MODELS
         assert all(r["pulled"] and r["image_digest"].startswith(site["registry"] + "/" + PREFIX) for r in runs)
     html = (first["dirs"]["results"] / "perf.html").read_text()
     assert all(node in html for node in NODES)
