@@ -39,6 +39,9 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 import bench_fleet  # the timed catalogue, the clean-up and the environment of the local benchmark
 
+# N SSH nodes within this many times the wall time of one (the local fleet's target is its own, bench_fleet)
+TARGET_SCALING = 1.3
+
 FLEET = os.path.join(REPO, "ci", "simulated-fleet.sh")
 KIND = "amd-gfx942"
 
@@ -151,9 +154,9 @@ def main():
                                                       extra))
     ratio = statistics.median(w for w, _c in found[options.nodes]) / one_wall
     print("")
-    passed = ratio <= bench_fleet.TARGET_SCALING
+    passed = ratio <= TARGET_SCALING
     print("target: %d SSH nodes <= %.1fx 1 node (timed models): %s (%.2fx)"
-          % (options.nodes, bench_fleet.TARGET_SCALING, "PASS" if passed else "FAIL", ratio))
+          % (options.nodes, TARGET_SCALING, "PASS" if passed else "FAIL", ratio))
     if left:
         print("containers left behind: %s" % " ".join(left))
     return 0 if passed and not left else 1
