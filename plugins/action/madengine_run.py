@@ -56,6 +56,7 @@ class ActionModule(ActionBase):
 
     _supports_async = True
     _supports_check_mode = True
+    module_dir = None  # the remote directory of the async job's module, once started
 
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
@@ -73,6 +74,11 @@ class ActionModule(ActionBase):
     def start_job(self, module_args, task_vars):
         """Start the module as an async job: its launch result (ansible_job_id, results_file, ...)."""
         self._task.async_val = JOB_LIMIT_SECONDS
+        # the directory the job's module goes to (its arguments, credentials among them, inside), made here to
+        # know it: Ansible forgets it once the job is launched
+        if not self._connection._shell.tmpdir:
+            self._make_tmp_path()
+        self.module_dir = self._connection._shell.tmpdir
         try:
             return self._execute_module(module_args=module_args, task_vars=task_vars, wrap_async=True)
         finally:
@@ -106,6 +112,7 @@ class Watch(object):
             args["progress_file"] = "%s/madengine-progress-%s.jsonl" % (async_dir.rstrip("/"), secrets.token_hex(6))
         launch = time.monotonic()
         started = self.action.start_job(args, self.task_vars)
+        module_dir = self.action.module_dir
         took = time.monotonic() - launch
         display.vv("%s: madengine_run started as async job %s in %.2f s"
                    % (self.node, started.get("ansible_job_id"), took))
@@ -117,8 +124,12 @@ class Watch(object):
             journal = job_file.rsplit("/", 1)[0] + "/" + journal.rsplit("/", 1)[1]
         result = self.follow(job_file, journal)
         cleanup = [job_file] + ([journal] if own_journal else [])
+        # async_wrapper removes the module's directory only at its next watch, seconds after the job ended: the
+        # module arguments (credentials among them) go now, with the result read
+        if module_dir and "-tmp-" in module_dir and not C.DEFAULT_KEEP_REMOTE_FILES:
+            cleanup.append(module_dir)
         try:
-            self.action.shell("rm -f %s" % " ".join(shlex.quote(p) for p in cleanup))
+            self.action.shell("rm -rf %s" % " ".join(shlex.quote(p) for p in cleanup))
         except AnsibleConnectionFailure:
             pass
         return result
