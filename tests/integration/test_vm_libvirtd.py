@@ -95,7 +95,7 @@ def test_boot_console_ip_and_guaranteed_cleanup(vm, libvirtd):
     again = task_results(out, "Start it again with the same options")["localhost"]
     assert again["changed"] is False and again["ip"] == "10.0.2.15" and again["uuid"] == started["uuid"]
     console = base64.b64decode(task_results(out, "Read the guest console")["localhost"]["content"]).decode()
-    assert "madengine-guest: disks sr0 vda" in console  # overlay on virtio, seed on SATA CD-ROM
+    assert "madengine-guest: disks sr0 vda" in console  # overlay on virtio, seed on the CD-ROM (seed_device cdrom)
     assert "instance-id" in console and "iid-%s-" % started["uuid"] in console  # the seed reached the guest
     assert "| %s |" % started["mac"] in console
     removed = task_results(out, "Remove the VM and everything it owns")["localhost"]
