@@ -313,7 +313,7 @@ def test_the_kept_vm_is_reached_as_printed_then_vm_cleanup_removes_it(first, sit
 
     # what the play printed reaches the guest, which holds the run logs and the pulled images, and whose seed
     # (cloud-init's NoCloud volume, label cidata) is its second virtio disk
-    log = next(r["log_path"] for r in read_csv(first["dirs"]["results"] / "perf.csv")
+    log = next(r["node_log_path"] for r in read_csv(first["dirs"]["results"] / "perf.csv")
                if r["host"] == KEPT and r["model"] == "uname_kernel")
     remote = ("hostname; sudo blkid -s LABEL -o value /dev/vdb; sudo cat %s; "
               "sudo docker images --format '{{.Repository}}'" % shlex.quote(log))
