@@ -130,7 +130,7 @@ def phases(out, node):
     timings = vm["timings"]
     _login, login_start, login_end = task(out, LOGIN, node)
     run, run_start, run_end = task(out, RUN, node)
-    model_run = sum(r["timings"]["run"] for item in run["results"] for r in item["runs"])
+    model_run = sum(r["timings"].get("run", 0.0) for r in run["runs"])
     _gone, gone_start, gone_end = task(out, REMOVE, node)
     return {
         "overlay": timings["overlay"], "seed": timings["seed"], "define": timings["define"],

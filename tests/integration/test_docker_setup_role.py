@@ -235,6 +235,10 @@ def test_check_mode_on_a_node_without_a_running_engine_starts_nothing(node):
     assert changed_tasks(parsed) == [ENGINE] and engine(parsed)["actions"] == ["write", "start"]
     assert engine(parsed)["answering"] is False
     assert sorted(os.listdir(node["dir"])) == []
+    # no engine listens yet: the SDK is judged by its version alone, so nothing would be installed
+    probe = task_results(parsed, "Ask the node's Python whether its Docker SDK talks to the engine")["localhost"]
+    assert probe["rc"] == 3 and probe["stdout"].strip() == docker.__version__
+    assert task_results(parsed, "Install pip and packaging for the node's Python")["localhost"].get("skipped") is True
 
 
 def test_daemon_json_that_is_not_json_is_named(node):

@@ -84,8 +84,8 @@ def check_two_runs(tmp_path, out, query, **extra):
             assert (r["verdict"], r["relative_change"], r["baseline_run_id"]) == ("unchanged", "0.00", "job-1")
     header = list(rows[0])
     schema = len(MADENGINE_COLUMNS) + len(PROVENANCE_COLUMNS)
-    assert header[19] == "relative_change" and header[schema - 1] == "error"
-    assert header[schema:schema + 3] == ["baseline_performance", "baseline_run_id", "verdict"]
+    assert header[19] == "relative_change" and header[schema - 1] == "error" and header[schema] == "node_log_path"
+    assert header[schema + 1:schema + 4] == ["baseline_performance", "baseline_run_id", "verdict"]
     html = (out / "perf.html").read_text()
     assert 'id="regressions">Regressions (2)</h2>' in html and "-20.00" in html
     shown = task_results(parsed, "Show where the results are")["localhost"]["msg"]
