@@ -14,7 +14,8 @@ JSON document).  No connection stays open while a model
 runs.  When the node cannot be reached, it tries again for ``unreachable_timeout`` seconds (the job
 goes on; its rows are in the node's CSV), then fails the task with ``unreachable_since``, the time it
 was first lost.  At the end the job's result (the module's) is read and the job's
-files are removed.
+files are removed.  The result is read by ansible-core's own async_status module, so Ansible decodes it as
+it decodes any module's result.
 
 Check mode, pull_only and a task with its own ``async`` run the module as usual.
 """
@@ -88,11 +89,18 @@ class ActionModule(ActionBase):
         """The command's stdout; a connection with a terminal (ssh's -tt) ends its lines with CR LF: back to LF."""
         return self._low_level_execute_command(command, sudoable=True).get("stdout", "").replace("\r\n", "\n")
 
-    def job_result(self, text):
-        """The module's result from the text of the job's result file."""
-        parsed = self._parse_returned_data({"stdout": text, "stderr": "", "rc": 0}, "legacy")
-        parsed.remove_internal_keys()
-        return parsed.as_result_dict(for_round_trip=True)
+    def job_result(self, job_file, task_vars):
+        """The module's result, read from the job's result file by ansible-core's async_status module, as the
+        async_status action reads it: Ansible decodes it as any module's result (a dict whatever the version;
+        its own parser's return type and arguments differ from one ansible-core release to the next)."""
+        async_dir, _sep, job_id = job_file.rpartition("/")
+        result = self._execute_module(module_name="ansible.legacy.async_status",
+                                      module_args={"jid": job_id, "_async_dir": async_dir}, task_vars=task_vars)
+        self._remove_tmp_path(self._connection._shell.tmpdir)
+        # what async_status adds to the module's result
+        for key in ("ansible_job_id", "started", "finished", "results_file"):
+            result.pop(key, None)
+        return result
 
 
 class Watch(object):
@@ -186,8 +194,6 @@ class Watch(object):
         return bool(complete)
 
     def finish(self, job_file, journal):
-        out = self.action.shell("tail -c +%d %s 2>/dev/null; printf '\\n%s\\n'; cat %s"
-                                % (self.offset + 1, shlex.quote(journal), MARK, shlex.quote(job_file)))
-        head, _mark, state = out.rpartition("\n%s\n" % MARK)
-        self.show(head)
-        return self.action.job_result(state)
+        """The journal's last lines shown, then the module's result."""
+        self.show(self.action.shell("tail -c +%d %s 2>/dev/null; true" % (self.offset + 1, shlex.quote(journal))))
+        return self.action.job_result(job_file, self.task_vars)
