@@ -8,8 +8,14 @@ variables (trusted) with the survey's answers and AWX's own variables (!unsafe),
 credential type (examples/awx/credential-type.yml), rendered as AWX renders it, with a password holding quotes,
 a backslash and `{{`. The job runs with --limit controller:cpu, so the AMD node of the fleet is left out.
 
-The job is a Check job (job type "Check"): the build host, the EE, plans the build; every node in the limit,
-reached over SSH from the container, plans each model with the survey's values; the job's artifacts are read back.
+Two jobs of that template run, with the artifacts of each read back:
+
+- a Check job (job type "Check"): the build host, the EE, plans the build; every node in the limit, reached over
+  SSH from the container, plans each model with the survey's values;
+- a Run job (job type "Run"): the inventory's gpu_nodes group has madengine_docker_setup (docker_setup gives the
+  nodes the Docker SDK and trust of the registry), the EE builds and pushes through the main engine, each node in
+  the limit pulls and runs both models while the job's events show their progress, and the EE merges perf.csv
+  and writes the report; the summary is the job's set_stats artifact.
 
 The container sees what AWX's "paths to expose to isolated jobs" would give it: the main engine's socket (the
 build host is localhost, the EE itself, building through that engine) and the results directory; it uses the
@@ -18,8 +24,10 @@ host's network, so it reaches the SSH nodes on their bridge and the registry on 
 
 from __future__ import annotations
 
+import csv
 import json
 import os
+import re
 import shutil
 import uuid
 
@@ -74,10 +82,13 @@ def ssh_fleet(tmp_path_factory):
         fleet("down", str(directory))
 
 
-def awx_inventory(fleet_info):
+def awx_inventory(fleet_info, node_vars=None):
     """The fleet's inventory as an AWX inventory holds it: the machine credential replaces the key file (and
-    IdentitiesOnly, which would hide the agent's key from ssh), the host keys come with the project."""
+    IdentitiesOnly, which would hide the agent's key from ssh), the host keys come with the project; ``node_vars``
+    are variables of the gpu_nodes group."""
     document = json.loads(json.dumps(fleet_info["inventory"]))
+    if node_vars:
+        document["all"]["children"]["gpu_nodes"].setdefault("vars", {}).update(node_vars)
     known_hosts = str(fleet_info["dir"] / "ssh" / "known_hosts")
     for group in document["all"]["children"]["gpu_nodes"]["children"].values():
         for host_vars in group["hosts"].values():
@@ -87,7 +98,7 @@ def awx_inventory(fleet_info):
     return document
 
 
-def prepare(root, fleet_info):
+def prepare(root, fleet_info, node_vars=None):
     """A job's private data directory, as AWX writes it for a job of the benchmark job template."""
     job = Job(root / "private", str(JOB_ID))
     project = root / "private" / "project"
@@ -95,7 +106,7 @@ def prepare(root, fleet_info):
     (project / "benchmark.yml").write_text(
         "---\n- name: Benchmark\n  ansible.builtin.import_playbook: rocm.madengine.benchmark\n")
     shutil.copy(fleet_info["dir"] / "ssh" / "known_hosts", project / "known_hosts")
-    job.write_inventory(awx_inventory(fleet_info))
+    job.write_inventory(awx_inventory(fleet_info, node_vars))
     job.write_ssh_key(str(fleet_info["dir"] / "ssh" / "id_ed25519"))
     results = root / "results"
     results.mkdir()
@@ -171,4 +182,69 @@ def test_a_check_job_plans_the_limited_nodes_in_the_ee(image, ssh_fleet, tmp_pat
     assert LEFT_OUT not in job.stdout
     # nothing was written: no results, no report
     assert not os.listdir(results)
+    no_secret_anywhere(job, results)
+
+
+# ---- a Run job (job type "Run") -------------------------------------------------------------------------------
+
+MODELS = ["dummy", "dummy_multi"]
+# the rows of each node: dummy's one, dummy_multi's four (one a metric of its output)
+ROW_MODELS = ["dummy", "dummy_multi_1", "dummy_multi_2", "dummy_multi_3", "dummy_multi_4"]
+
+
+def progress(job):
+    """(node, model, "started" or the end's status, event type, task) of each progress line of the job."""
+    found = []
+    for event in job.events():
+        line = event.get("stdout", "")
+        match = (re.match(r"^(\S+): \[\d+/\d+\] (\S+) (started)", line)
+                 or re.match(r"^(\S+): \[\d+/\d+ done\] (\S+) (\S+) in ", line))
+        if match:
+            found.append(match.groups() + (event["event"], event["event_data"].get("task", "")))
+    return found
+
+
+def test_a_run_job_benchmarks_the_limited_nodes_in_the_ee(image, ssh_fleet, tmp_path):
+    job, results = prepare(tmp_path, ssh_fleet, node_vars={"madengine_docker_setup": True})
+    proc = run(job, image, results)
+    print("\nrun job in the EE: %.1f s" % job.seconds)
+    assert job.status == "successful" and job.rc == 0, job.stdout[-6000:] + proc.stderr[-2000:]
+    out = results / str(JOB_ID)
+
+    # the summary the job published with set_stats (AWX: the job's artifacts)
+    summary = job.stats()["artifact_data"]["madengine_summary"]
+    assert summary["run_id"] == "awx-%d" % JOB_ID
+    assert summary["counts"] == {"SUCCESS": 10, "FAILURE": 0, "TIMEOUT": 0, "SKIPPED": 0}, summary
+    assert summary["rows"] == 10 and summary["nodes"] == 2 and summary["hosts"] == IN_LIMIT
+    assert summary["failed"] == [] and summary["failed_total"] == 0
+    assert summary["missing_nodes"] == [] and summary["unreachable_nodes"] == []
+    assert summary["csv"] == str(out / "perf.csv") and summary["html"] == str(out / "perf.html")
+
+    # each model's progress on each node of the limit: a start and an end line, job events of the run task
+    lines = progress(job)
+    assert sorted((node, model, what) for node, model, what, _e, _t in lines) == sorted(
+        [(n, m, "started") for n in IN_LIMIT for m in MODELS] + [(n, m, "SUCCESS") for n in IN_LIMIT for m in MODELS])
+    assert all(kind == "verbose" and task.endswith("Run each model") for _n, _m, _w, kind, task in lines), lines
+    for node in IN_LIMIT:
+        assert "%s: 2 model(s) to run: dummy, dummy_multi" % node in job.stdout
+
+    assert sorted(re.findall(r"(\S+): \[2/2 done\] dummy_multi SUCCESS in [\d.]+ s \(4 rows\)", job.stdout)) == IN_LIMIT
+
+    # the merged CSV: the SUCCESS rows of each node and model of the limit, of the job's run and images
+    with open(out / "perf.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert sorted((r["host"], r["model"], r["status"]) for r in rows) == sorted(
+        (n, m, "SUCCESS") for n in IN_LIMIT for m in ROW_MODELS)
+    images = dict(("dummy" if r["model"] == "dummy" else "dummy_multi", r["docker_image"]) for r in rows)
+    assert images == dict((m, "%s%s_cpu.ubuntu" % (PREFIX, m)) for m in MODELS), rows
+    assert all(r["run_id"] == "awx-%d" % JOB_ID for r in rows), rows
+    # the report names every row; the node left out by the limit is in no output
+    page = (out / "perf.html").read_text()
+    assert all(node in page for node in IN_LIMIT) and all(model in page for model in ROW_MODELS)
+    assert LEFT_OUT not in job.stdout and LEFT_OUT not in page
+    # the build ran in the EE, for both models, with the credential as no_log data
+    (build,) = job.task_events("Build and push the images, write the manifest")
+    assert build["event_data"]["host"] == "localhost" and build["event"] == "runner_on_ok"
+    assert build["event_data"]["res"]["invocation"]["module_args"]["credentials"] == (
+        "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER")
     no_secret_anywhere(job, results)

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 
+import local_async_job
 import pytest
 import yaml
 from conftest import COLLECTION_DIR, ansible_env
@@ -152,3 +153,22 @@ def test_the_image_runs_as_an_execution_environment(image):
     assert out[0] == "1000" and out[1] == "/runner" and out[2] == "/runner"
     assert out[3].startswith("ansible-playbook [core")
     assert "rocm.madengine.madengine_run" in out[4] and "/usr/share/ansible/collections/" in out[4]
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_the_image_s_ansible_core_hands_the_watched_run_s_result_over_as_a_dict(image):
+    """madengine_run's action plugin follows a real async job with the image's ansible-core (Debian 12's Python
+    3.11 gets a release before 2.20, whose module-result parser returns a dict, not the result type of later
+    ones) and hands its result over as Ansible's own async_status reads it."""
+    script = os.path.join(os.path.dirname(os.path.abspath(local_async_job.__file__)), "local_async_job.py")
+    python = ["docker", "run", "--rm", "-v", "%s:/tmp/local_async_job.py:ro" % script, image, "python3"]
+    shown, out = local_async_job.run(python, "/tmp/async", "printf '%s\\n' "
+                                     "'{\"event\": \"plan\", \"total\": 1, \"models\": [\"dummy\"]}' "
+                                     ">> /tmp/async/journal; echo ran dummy; exit 3",
+                                     script="/tmp/local_async_job.py", timeout=300)
+    assert out["type"] == "dict", out
+    result = out["result"]
+    assert result["failed"] and result["rc"] == 3 and result["stdout"] == "ran dummy", result
+    assert not set(result) & {"ansible_job_id", "started", "finished", "results_file"}, sorted(result)
+    assert shown == ["node-1: 1 model(s) to run: dummy"]
