@@ -47,8 +47,8 @@ def main(async_dir, command, collections_path=None):
                                         plugin_loaders)
     task_vars = {"ansible_python_interpreter": sys.executable, "inventory_hostname": "node-1"}
     started = action.start_job({"_raw_params": command, "_uses_shell": True}, task_vars)
-    result = madengine_run.Watch(action, "node-1", task_vars).follow(started["results_file"],
-                                                                   os.path.join(async_dir, "journal"))
+    watch = madengine_run.Watch(action, "node-1", task_vars)
+    result = watch.follow(started["results_file"], os.path.join(async_dir, "journal"))
     sys.stdout.flush()
     print(RESULT_MARK)
     print(json.dumps({"type": type(result).__name__, "result": result}, default=repr, sort_keys=True))
