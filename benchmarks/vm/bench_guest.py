@@ -10,8 +10,8 @@ Phases of the node's VM, from the play's own task results (ansible.posix.json ca
   overlay, seed, define      madengine_vm's timings (qemu-img, the NoCloud ISO, define)
   boot to SSH                madengine_vm's start + wait (QEMU started, DHCP lease, an SSH banner)
   login                      wait_for_connection: the controller logs in as the seed's user
-  Docker ready               from the login to the first model's task: the engine probe, the VM's facts and
-                             docker_setup (registry trust, a reload, the SDK check)
+  Docker ready               from the login to the first model's task: the engine probe, a ping of the VM and
+                             docker_setup (what the VM has, registry trust, a reload, the SDK check)
   first model starts         the model's task without the model's own run: module transfer, the guest's Python,
                              the pull from the registry, the container's creation and start
   teardown to verified clean madengine_vm absent: destroy, undefine, files removed, the host checked

@@ -117,6 +117,14 @@ def engine(parsed):
     return task_results(parsed, ENGINE)["localhost"]
 
 
+REGISTRY_TASK = "Run the registry and wait until it answers (without systemd, one that answers is reused)"
+
+
+def registry(parsed):
+    """The docker_registry task's result."""
+    return task_results(parsed, REGISTRY_TASK)["localhost"]
+
+
 def changed_tasks(parsed):
     names = []
     for play_ in parsed["plays"]:
@@ -272,8 +280,10 @@ def test_distribution_registry_runs_in_the_background_and_is_reused(node, tmp_pa
                     docker_setup_registry_pidfile=node["dir"] + "/registry.pid")
     rc, parsed, log = play(settings)
     assert rc == 0, log
-    assert changed_tasks(parsed) == ["Make the registry directories", "Configure the registry",
-                                     "Start the registry detached, logging to %s/registry.log" % node["dir"]]
+    assert changed_tasks(parsed) == [REGISTRY_TASK]
+    assert registry(parsed)["actions"] == ["directories", "config", "start"]
+    assert registry(parsed)["service_mode"] == "background" and registry(parsed)["answering"] is True
+    assert open(node["dir"] + "/registry.pid").read().strip() == str(registry(parsed)["pid"])
     assert urllib.request.urlopen("http://127.0.0.1:%d/v2/" % port, timeout=5).status == 200
     # the shared engine pushes to it (a loopback registry needs no trust)
     client = docker.DockerClient(base_url=SHARED_ENGINE, timeout=60)
@@ -329,8 +339,9 @@ def test_registry_container_is_created_started_and_left_alone(node, tmp_path):
     try:
         rc, parsed, log = play(settings)
         assert rc == 0, log
-        assert changed_tasks(parsed) == ["Make the registry storage directory",
-                                         "Create and start the registry container"]
+        assert changed_tasks(parsed) == [REGISTRY_TASK]
+        assert (registry(parsed)["actions"], registry(parsed)["container_state"]) == (["directories", "create"],
+                                                                                      "absent")
         assert urllib.request.urlopen("http://127.0.0.1:%d/v2/" % port, timeout=5).status == 200
         container = client.containers.get(name)
         assert container.attrs["HostConfig"]["RestartPolicy"]["Name"] == "always"
@@ -338,7 +349,8 @@ def test_registry_container_is_created_started_and_left_alone(node, tmp_path):
         assert rc == 0 and changed_tasks(parsed) == [], log
         container.stop(timeout=1)
         rc, parsed, log = play(settings)
-        assert rc == 0 and changed_tasks(parsed) == ["Start the stopped registry container"], log
+        assert rc == 0 and changed_tasks(parsed) == [REGISTRY_TASK], log
+        assert (registry(parsed)["actions"], registry(parsed)["container_state"]) == (["start"], "stopped")
         assert urllib.request.urlopen("http://127.0.0.1:%d/v2/" % port, timeout=5).status == 200
     finally:
         try:
