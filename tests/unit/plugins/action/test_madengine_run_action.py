@@ -179,8 +179,8 @@ def test_a_quiet_model_is_asked_about_every_few_seconds_and_its_end_still_shown_
     assert 3 <= watch.polls <= 5, node.requests
 
 
-def test_a_connection_dropped_while_a_model_runs_loses_neither_its_lines_nor_its_result(plugin, tmp_path, shown,
-                                                                                       monkeypatch):
+def test_a_connection_dropped_while_a_model_runs_loses_neither_its_lines_nor_its_result(
+        plugin, tmp_path, shown, monkeypatch):
     """The link fails from the first model's start until after the job has ended; when it is back, every line is
     shown once, in order, and the job's result is read: the job ran on, its files stayed on the node."""
     monkeypatch.setattr(plugin, "RETRY_SECONDS", 0.3)
