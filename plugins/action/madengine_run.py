@@ -6,16 +6,16 @@
 """madengine_run, watched: the node's whole run as one async job, its progress shown as it happens.
 
 The module stays the worker.  This plugin starts it on the node as an async job (one module process
-runs all the node's models) with a progress journal beside the job's result file, then every few
-seconds runs one short shell command on the node (no Python, no module) that returns the journal's new
-lines and whether the job is done, and shows each new line with Display on the controller (default
-verbosity: in a terminal, and in AWX as the job's output; on stderr when the stdout callback writes a
-JSON document).  No connection stays open while a model
-runs.  When the node cannot be reached, it tries again for ``unreachable_timeout`` seconds (the job
-goes on; its rows are in the node's CSV), then fails the task with ``unreachable_since``, the time it
-was first lost.  At the end the job's result (the module's) is read and the job's
-files are removed.  The result is read by ansible-core's own async_status module, so Ansible decodes it as
-it decodes any module's result.
+runs all the node's models) with a progress journal beside the job's result file, then asks the node
+for news with one short shell command (no Python, no module) that waits on the node: it checks every
+0.5 s for up to 5 s and returns as soon as the journal has new lines or the job has ended.  Each new line is shown with Display on the controller (default verbosity: in a
+terminal, and in AWX as the job's output; on stderr when the stdout callback writes a JSON document),
+within about a second of being written; a node costs one round trip per news and one per 5 s of a
+quiet model.  No connection stays open and idle while a model runs.  When the node cannot be reached,
+it tries again for ``unreachable_timeout`` seconds (the job goes on; its rows are in the node's CSV),
+then fails the task with ``unreachable_since``, the time it was first lost.  At the end the job's
+result (the module's) is read by ansible-core's own async_status module, so Ansible decodes it as it
+decodes any module's result, and the job's files are removed.
 
 Check mode, pull_only and a task with its own ``async`` run the module as usual.
 """
@@ -32,18 +32,27 @@ from ansible.errors import AnsibleConnectionFailure
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
-from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.progress import describe, parse_lines
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.progress import (
+    describe,
+    job_running,
+    parse_lines,
+    split_watch_output,
+    watch_command,
+)
 
 display = Display()
 
-# polls start fast and slow down to POLL_SECONDS while nothing happens; a new line makes them fast again
-POLL_SECONDS = 2.0
-FIRST_POLL_SECONDS = 0.1
+# each request for news waits on the node for up to WAIT_SECONDS, checking every STEP_SECONDS; news waits
+# SETTLE_SECONDS more for the lines written with it
+WAIT_SECONDS = 5.0
+STEP_SECONDS = 0.5
+SETTLE_SECONDS = 0.2
+# a node that could not be reached is tried again after this long
+RETRY_SECONDS = 2.0
 # how long a node lost during the run is tried again, unless the task's unreachable_timeout says otherwise
 UNREACHABLE_SECONDS = 600.0
 # async_wrapper kills a job after this long; a model's own timeout bounds the run
 JOB_LIMIT_SECONDS = 30 * 24 * 3600
-MARK = "--madengine-job-state--"
 # stdout callbacks whose output is a document: progress lines go to stderr then, not into it
 DOCUMENT_CALLBACKS = ("json", "jsonl")
 
@@ -109,6 +118,7 @@ class Watch(object):
     def __init__(self, action, node, task_vars):
         self.action, self.node, self.task_vars = action, node, task_vars
         self.offset = 0  # bytes of the journal shown so far
+        self.polls = 0  # requests for news (round trips) while the job ran
         grace = action._task.args.get("unreachable_timeout")
         self.grace = UNREACHABLE_SECONDS if grace is None else float(grace)
 
@@ -143,18 +153,13 @@ class Watch(object):
         return result
 
     def follow(self, job_file, journal):
-        """Poll until the job is done; the module's result (or why it could not be had)."""
-        command = ("tail -c +%%d %s 2>/dev/null; printf '\\n%s\\n'; head -c 20 %s 2>/dev/null; true"
-                   % (shlex.quote(journal), MARK, shlex.quote(job_file)))
+        """Ask the node for news until the job is done; the module's result (or why it could not be had)."""
         lost_since = lost_at = None
-        wait = FIRST_POLL_SECONDS
-        polls = 0
         while True:
-            time.sleep(wait)
-            polls += 1
-            wait = min(wait * 2, POLL_SECONDS)
+            self.polls += 1
             try:
-                out = self.action.shell(command % (self.offset + 1))
+                out = self.action.shell(watch_command(journal, job_file, self.offset, WAIT_SECONDS, STEP_SECONDS,
+                                                      SETTLE_SECONDS))
             except AnsibleConnectionFailure as exc:
                 now = time.monotonic()
                 if lost_since is None:
@@ -167,21 +172,19 @@ class Watch(object):
                             "msg": "%s was unreachable for %d s while its models ran (its async job %s may still "
                                    "run there and write its rows to the node's CSV): %s"
                                    % (self.node, now - lost_since, job_file, exc)}
-                wait = min(POLL_SECONDS, max(self.grace - (now - lost_since), FIRST_POLL_SECONDS))
+                time.sleep(min(RETRY_SECONDS, max(self.grace - (now - lost_since), 0.1)))
                 continue
             if lost_since is not None:
                 show("%s: reachable again" % self.node)
                 lost_since = None
-            text = out
-            head, _mark, state = text.rpartition("\n%s\n" % MARK)
-            if self.show(head):
-                wait = FIRST_POLL_SECONDS
+            head, state = split_watch_output(out)
+            self.show(head)
             if not state.strip():
                 return {"failed": True, "msg": "The async job of madengine_run on %s is gone (%s does not exist)."
                                                % (self.node, job_file)}
-            if not state.startswith('{"started"'):
-                display.vv("%s: the async job ended; %d polls" % (self.node, polls))
-                return self.finish(job_file, journal)
+            if not job_running(state):
+                display.vv("%s: the async job ended; %d requests for news" % (self.node, self.polls))
+                return self.action.job_result(job_file, self.task_vars)
 
     def show(self, text):
         """Show the complete lines of ``text`` (the journal from the offset), move the offset past them; any?"""
@@ -192,8 +195,3 @@ class Watch(object):
             if line:
                 show(line)
         return bool(complete)
-
-    def finish(self, job_file, journal):
-        """The journal's last lines shown, then the module's result."""
-        self.show(self.action.shell("tail -c +%d %s 2>/dev/null; true" % (self.offset + 1, shlex.quote(journal))))
-        return self.action.job_result(job_file, self.task_vars)

@@ -206,9 +206,12 @@ options:
         then C(start) and C(end) of each model (C(model), C(status), C(elapsed), C(rows), C(done) of C(total), the
         path of its C(log)) - so that it can be followed while the models run (C(tail -f)).
       - When the task runs without async and not in check mode, the action plugin runs the module as an async job on
-        the node with a journal of its own in the node's async directory, reads it every few seconds and shows each
-        line on the controller (in a terminal and in AWX job output, at default verbosity), so that no connection
-        stays open while a model runs; it sets this option then, unless it is given.
+        the node with a journal of its own in the node's async directory and shows each of its lines on the
+        controller (in a terminal and in AWX job output, at default verbosity) within about a second of its
+        writing. Each request for news waits on the node (a check every 0.5 s, for up to 5 s) and returns as soon as
+        there are new lines or the job has ended, so a node costs one round trip per news and one per 5 s of a
+        quiet model, and no connection stays open while a model runs; it sets this option then, unless it is
+        given.
     type: path
   unreachable_timeout:
     description:

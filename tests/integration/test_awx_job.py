@@ -46,7 +46,8 @@ PREFIX = "awx%s-" % SESSION
 PASSWORD = 'a"b\\c{{ lookup("pipe", "id") }}pw' + SESSION
 # the password's end, which its JSON form in the credential file shares
 PASSWORD_MARK = "}}pw" + SESSION
-JOB_ID = 4242
+# its own per session: ansible-runner names its container after the job, and runs on one engine must not clash
+JOB_ID = 4000 + int(SESSION[:4], 16)
 LIMIT = "controller:cpu"
 IN_LIMIT = ["cpu-1", "cpu-2"]
 LEFT_OUT = "amd-gfx942-1"

@@ -8,7 +8,10 @@
 """The progress journal of a node's run: one JSON object a line, written as the models start and end.
 
 The madengine_run action plugin reads it while the run goes on (the module runs as an async job) and
-shows each line on the controller; anyone can follow it on the node (``tail -f``).  Events: ``plan``
+shows each line on the controller; anyone can follow it on the node (``tail -f``).  The plugin reads it with
+``watch_command``: one shell command that waits on the node for news (a new line, or the job's end) and
+returns as soon as there is some, so a node costs one round trip per news and one every few seconds of a
+silent model, not one every poll interval.  Events: ``plan``
 (``total``, ``models``), ``start`` (``model``, ``index``, ``total``, ``log``: the run log the model's
 output streams into) and ``end`` (``model``, ``status``, ``elapsed``, ``rows``, ``done``, ``total``,
 ``log``).  No error text: it may hold secrets.
@@ -18,7 +21,13 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import time
+
+# separates the journal's new lines from the job's state in what watch_command prints
+WATCH_MARK = "--madengine-job-state--"
+# the start of an async job's state file while the job runs (async_wrapper's {"started": 1, "finished": 0, ...})
+RUNNING_STATE = '{"started"'
 
 
 class ProgressJournal(object):
@@ -65,3 +74,38 @@ def parse_lines(text):
         if isinstance(event, dict):
             events.append(event)
     return events
+
+
+def watch_command(journal, job_file, offset, wait_seconds, step_seconds, settle_seconds):
+    """A POSIX shell command (no Python, no module) that waits on the node for news of an async job.
+
+    It checks every ``step_seconds`` for up to ``wait_seconds`` whether the job has ended or the journal has
+    grown past ``offset`` bytes, and once it has (or the time is up; a quiet model) prints the journal from
+    ``offset`` on, ``WATCH_MARK`` and the job's state file (its result once the job has ended).  News waits
+    ``settle_seconds`` more, so that lines written together (a model's end and the next one's start, the last
+    end and the job's result) come in one answer.  The state is read before the journal: a job seen ended has
+    written all its lines.  ``split_watch_output`` takes the answer apart.
+    """
+    steps = max(round(float(wait_seconds) / float(step_seconds)), 0)
+    return ("j=%(journal)s; f=%(job)s; n=%(steps)d; s=$(cat \"$f\" 2>/dev/null); "
+            "while case $s in %(running)s*) true ;; *) false ;; esac; do "
+            "z=$(wc -c 2>/dev/null <\"$j\"); "
+            "if [ $((${z:-0} + 0)) -gt %(offset)d ]; then sleep %(settle)s 2>/dev/null; "
+            "s=$(cat \"$f\" 2>/dev/null); break; fi; "
+            "[ \"$n\" -gt 0 ] || break; n=$((n - 1)); sleep %(step)s 2>/dev/null || sleep 1; "
+            "s=$(cat \"$f\" 2>/dev/null); done; "
+            "tail -c +%(start)d \"$j\" 2>/dev/null; printf '\\n%(mark)s\\n'; printf '%%s' \"$s\""
+            % {"journal": shlex.quote(journal), "job": shlex.quote(job_file), "steps": steps,
+               "running": shlex.quote(RUNNING_STATE), "offset": int(offset), "start": int(offset) + 1,
+               "settle": "%g" % settle_seconds, "step": "%g" % step_seconds, "mark": WATCH_MARK})
+
+
+def split_watch_output(text):
+    """(the journal's new text, the job's state) of what watch_command printed; a terminal's CR LF read as LF."""
+    head, _mark, state = text.replace("\r\n", "\n").rpartition("\n%s\n" % WATCH_MARK)
+    return head, state
+
+
+def job_running(state):
+    """Whether an async job's state file (as watch_command printed it) says the job still runs."""
+    return state.startswith(RUNNING_STATE)

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import time
 
 from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.progress import (
+    WATCH_MARK,
     ProgressJournal,
     describe,
+    job_running,
     parse_lines,
+    split_watch_output,
+    watch_command,
 )
 
 
@@ -42,3 +48,34 @@ def test_lines_name_the_node_the_model_the_count_the_status_and_the_time():
 def test_a_line_cut_short_or_not_an_object_is_left_out():
     text = '{"event": "plan", "total": 1}\n[1, 2]\nnot json\n{"event": "start", "mod'
     assert parse_lines(text) == [{"event": "plan", "total": 1}]
+
+
+def test_a_request_for_news_waits_on_the_node_and_returns_the_new_lines_and_the_job_s_state(tmp_path):
+    journal, job = tmp_path / "journal.jsonl", tmp_path / "job"
+    job.write_text('{"started": 1, "finished": 0}')
+    journal.write_text('{"event": "plan", "total": 1}\n')
+    offset = journal.stat().st_size
+
+    def ask(wait):
+        began = time.monotonic()
+        out = subprocess.run(["/bin/sh", "-c", watch_command(str(journal), str(job), offset, wait, 0.1, 0.05)],
+                             capture_output=True, text=True, check=True).stdout
+        return time.monotonic() - began, split_watch_output(out)
+
+    took, (head, state) = ask(0.5)  # nothing new: the whole wait, then the state
+    assert head == "" and job_running(state) and 0.5 <= took < 3, took
+    with open(journal, "a") as handle:
+        handle.write('{"event": "start", "model": "a"}\n')
+    took, (head, state) = ask(30)  # a new line: at once, from the offset on
+    assert head == '{"event": "start", "model": "a"}\n' and job_running(state) and took < 3, took
+    job.write_text('{"changed": true}')
+    took, (head, state) = ask(30)  # the job's end: at once, with its result
+    assert state == '{"changed": true}' and not job_running(state) and took < 3, took
+    job.unlink()
+    assert ask(30)[1][1] == ""  # no state file: an empty state
+
+
+def test_the_job_s_state_is_split_from_the_journal_and_a_terminal_s_cr_lf_read_as_lf():
+    text = '{"event": "plan"}\r\n\r\n%s\r\n{"changed": true}' % WATCH_MARK
+    assert split_watch_output(text) == ('{"event": "plan"}\n', '{"changed": true}')
+    assert job_running('{"started": 1, "finished": 0}') and not job_running('{"failed": true}')
