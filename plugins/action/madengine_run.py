@@ -5,17 +5,17 @@
 
 """madengine_run, watched: the node's whole run as one async job, its progress shown as it happens.
 
-The module stays the worker.  This plugin starts it on the node as an async job (one module process
-runs all the node's models) with a progress journal beside the job's result file, then asks the node
-for news with one short shell command (no Python, no module) that waits on the node: it checks every
-0.5 s for up to 5 s and returns as soon as the journal has new lines or the job has ended.  Each new line is shown with Display on the controller (default verbosity: in a
-terminal, and in AWX as the job's output; on stderr when the stdout callback writes a JSON document),
-within about a second of being written; a node costs one round trip per news and one per 5 s of a
-quiet model.  No connection stays open and idle while a model runs.  When the node cannot be reached,
-it tries again for ``unreachable_timeout`` seconds (the job goes on; its rows are in the node's CSV),
-then fails the task with ``unreachable_since``, the time it was first lost.  At the end the job's
-result (the module's) is read by ansible-core's own async_status module, so Ansible decodes it as it
-decodes any module's result, and the job's files are removed.
+The module stays the worker. This plugin starts it on the node as an async job (one module process runs
+all the node's models) with a progress journal beside the job's result file, then asks the node for news
+with one short shell command (no Python, no module) that waits on the node: it checks every 0.5 s for up
+to 5 s and returns as soon as the journal has new lines or the job has ended. Each new line is shown
+with Display on the controller (default verbosity: in a terminal, and in AWX as the job's output; on
+stderr when the stdout callback writes a JSON document), within about a second of being written; a node
+costs one round trip per news and one per 5 s of a quiet model. No connection stays open and idle while
+a model runs. When the node cannot be reached, it tries again for ``unreachable_timeout`` seconds (the
+job goes on; its rows are in the node's CSV), then fails the task with ``unreachable_since``, the time
+it was first lost. At the end the job's result (the module's) is read by ansible-core's own async_status
+module, so Ansible decodes it as it decodes any module's result, and the job's files are removed.
 
 Check mode, pull_only and a task with its own ``async`` run the module as usual.
 """
