@@ -81,6 +81,30 @@ KERNEL_ARGS="root=/dev/vda rw console=ttyS0 net.ifnames=0 quiet loglevel=3 mitig
 # Timers and services a throw-away VM does not want (they compete with the benchmark for CPU and I/O).
 DISABLE_UNITS="apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer fstrim.timer e2scrub_all.timer"
 MASK_UNITS="apt-daily.service apt-daily-upgrade.service e2scrub_reap.service"
+# Units that cost boot time under software emulation and do nothing in this guest (masked):
+#   cloud-init-local.service             cloud-init's network stage finds the NoCloud seed as well (its
+#                                        NoCloudNet source reads the same cidata disk); a drop-in orders it
+#                                        where the local stage was. One Python start of cloud-init less
+#                                        (each costs 4 s of the guest's CPU, 10-19 s while it boots)
+#   cloud-config.service                 its modules run first in the final stage (cloud.cfg.d below):
+#                                        one Python start less while dockerd starts and the first logins come
+#   systemd-networkd-wait-online.service nothing in the guest needs a lease before it starts: cloud-init's
+#                                        network stage, sshd and dockerd start while DHCP runs, and
+#                                        madengine_vm waits for the lease and for SSH itself
+#   systemd-modules-load.service         no module is listed to be loaded at boot (udev loads what devices
+#                                        need; dockerd loads overlay, bridge and netfilter itself)
+#   modprobe@{dm_mod,drm,efi_pstore,fuse,loop}.service, systemd-binfmt.service and
+#   proc-sys-fs-binfmt_misc.automount    modules and mounts nothing here uses (0.5-5 s each while booting)
+#   getty@tty1.service                   no screen: the serial console (ttyS0) keeps its getty
+BOOT_MASK_UNITS="cloud-init-local.service cloud-config.service systemd-networkd-wait-online.service
+  systemd-modules-load.service modprobe@dm_mod.service modprobe@drm.service modprobe@efi_pstore.service
+  modprobe@fuse.service modprobe@loop.service systemd-binfmt.service proc-sys-fs-binfmt_misc.automount
+  getty@tty1.service"
+# Modules udev would load for the emulated machine's devices and CPU that a test VM never uses: KVM inside
+# the guest (the emulated CPU announces SVM), the PC speaker, mouse and keyboard events, the chipset's
+# SMBus, LPC and watchdog (blacklisted: not loaded by alias; a modprobe by name still loads them).
+BOOT_BLACKLIST_MODULES="kvm kvm_amd kvm_intel ccp irqbypass pcspkr psmouse serio_raw evdev joydev i2c_i801
+  i2c_smbus lpc_ich iTCO_wdt iTCO_vendor_support intel_pmc_bxt efi_pstore"
 
 # ---- how an image is built ---------------------------------------------------------------------
 # mmdebstrap bind-mounts /dev, /proc and /sys into the root while it works; a build killed by SIGKILL
@@ -140,6 +164,15 @@ ssh_genkeytypes: [ed25519]
 ssh: {emit_keys_to_console: false}
 # No boot loader in a directly booted guest.
 grub_dpkg: {enabled: false}
+# cloud-config.service is masked (one Python start less at boot): Debian's modules of the config stage
+# run at the start of the final stage, in their order.
+cloud_config_modules: []
+cloud_final_modules: [snap, ssh-import-id, keyboard, locale, set-passwords, grub-dpkg, apt-pipelining,
+  apt-configure, ntp, timezone, disable-ec2-metadata, runcmd, byobu,
+  package-update-upgrade-install, fan, landscape, lxd, write-files-deferred, puppet, chef, mcollective,
+  salt-minion, reset_rmc, refresh_rmc_and_interface, rightscale_userdata, scripts-vendor, scripts-per-once,
+  scripts-per-boot, scripts-per-instance, scripts-user, ssh-authkey-fingerprints, keys-to-console,
+  install-hotplug, phone-home, final-message, power-state-change]
 CFG
   # Password logins are off already, in the file cloud-init writes for "ssh_pwauth: false" (madengine_vm's
   # seed says so): cloud-init then leaves sshd alone instead of restarting it while the first logins arrive.
@@ -165,10 +198,33 @@ UNIT
   systemctl --root="$root" --quiet disable $DISABLE_UNITS 2>/dev/null || true
   # shellcheck disable=SC2086
   systemctl --root="$root" --quiet mask $MASK_UNITS
+  # shellcheck disable=SC2086
+  systemctl --root="$root" --quiet mask $BOOT_MASK_UNITS
+  local module
+  for module in $BOOT_BLACKLIST_MODULES; do echo "blacklist $module"; done >"$root/etc/modprobe.d/madci-blacklist.conf"
+  mkdir -p "$root/etc/systemd/system/cloud-init.service.d"
+  cat >"$root/etc/systemd/system/cloud-init.service.d/madci-no-local-stage.conf" <<'UNIT'
+# The local stage (cloud-init-local.service) is masked: this stage reads the seed, once the root
+# filesystem is writable, as the local stage would have.
+[Unit]
+After=systemd-remount-fs.service
+RequiresMountsFor=/var/lib/cloud
+UNIT
   if [ "$variant" = docker ]; then
     [ -x "$root/usr/sbin/dockerd" ] || die "the docker variant has no /usr/sbin/dockerd"
     # Docker needs none of containerd's Kubernetes (CRI) plugin; Docker's own packages turn it off too.
     printf 'version = 2\ndisabled_plugins = ["io.containerd.grpc.v1.cri"]\n' >"$root/etc/containerd/config.toml"
+    mkdir -p "$root/etc/systemd/system/containerd.service.d"
+    cat >"$root/etc/systemd/system/containerd.service.d/madci-early.conf" <<'UNIT'
+# containerd needs nothing of cloud-init: it starts while cloud-init's network stage runs (every unit
+# ordered after sysinit.target waits for that stage), so that dockerd, which still starts after it
+# (its daemon.json may come from the seed), finds containerd running.
+[Unit]
+DefaultDependencies=no
+After=local-fs.target systemd-tmpfiles-setup.service
+Conflicts=shutdown.target
+Before=shutdown.target
+UNIT
   else
     [ ! -e "$root/usr/sbin/dockerd" ] || die "the plain variant must not contain dockerd"
   fi
@@ -248,7 +304,7 @@ describe() {
 # ---- version: a hash of the recipe -------------------------------------------------------------
 VERSION=deb12-$( {
   declare -p SUITE DISK_SIZE PACKAGES DOCKER_PACKAGES MODULE_EXCLUDES INITRAMFS_MODULES KERNEL_ARGS \
-    DISABLE_UNITS MASK_UNITS MIRROR SECURITY_MIRROR COMPRESS
+    DISABLE_UNITS MASK_UNITS BOOT_MASK_UNITS BOOT_BLACKLIST_MODULES MIRROR SECURITY_MIRROR COMPRESS
   declare -f write_files build_variant describe
 } | sha256sum | cut -c1-12)
 if [ "$MODE" = version ]; then echo "$VERSION"; exit 0; fi

@@ -151,7 +151,20 @@ def _check_guest(shell, images, name):
     assert sudo == "sudo-ok"
     assert ci_status == "status: done", ci_status  # every cloud-init stage ran without an error
     assert int(root_size) > 5 << 30  # cloud-init grew the 3 GiB base's filesystem to the 6 GiB overlay
+    # cloud-init ran in two stages, not four: the network stage found the seed (the local stage is masked)
+    # and the final stage ran the config stage's modules (cloud-config.service is masked)
+    stages = shell.run("systemctl is-enabled cloud-init-local.service cloud-config.service "
+                       "systemd-networkd-wait-online.service; sudo cloud-init status --long", check=False).stdout
+    assert stages.split()[:3] == ["masked"] * 3, stages
+    assert "DataSourceNoCloudNet [seed=/dev/vdb]" in stages, stages
     return kernel
+
+
+def _boot_split(shell, phases):
+    """The guest's own account of its boot (kernel, user space) and its slowest units: measurements."""
+    out = shell.run("systemd-analyze time; systemd-analyze blame --no-pager | head -5", check=False).stdout
+    phases["guest boot"] = " ".join(out.split("\n")[0].replace("Startup finished in ", "").split())
+    phases["slowest units"] = ", ".join(" ".join(line.split()) for line in out.split("\n")[2:] if line.strip())
 
 
 def _pull_and_run(shell, registry, kernel, phases):
@@ -181,7 +194,8 @@ def _teardown(name, dirs, conn, module_runner, phases, start):
 
 def _report(capsys, variant, phases):
     with capsys.disabled():
-        print("\nguest image %s: %s" % (variant, ", ".join("%s %.1f s" % kv for kv in phases.items())))
+        print("\nguest image %s (load %.1f): %s" % (variant, os.getloadavg()[0], ", ".join(
+            ("%s %.1f s" if isinstance(v, float) else "%s: %s") % (k, v) for k, v in phases.items())))
 
 
 def test_docker_image(images, conn, network, registry, ssh_key, tmp_path, module_runner, capsys):
@@ -191,6 +205,7 @@ def test_docker_image(images, conn, network, registry, ssh_key, tmp_path, module
         shell = _login(vm, network, ssh_key, phases, start)
         _dockerd_ready(shell, phases, start)
         kernel = _check_guest(shell, images, name)
+        _boot_split(shell, phases)
         _pull_and_run(shell, registry, kernel, phases)
     finally:
         _teardown(name, dirs, conn, module_runner, phases, start)
@@ -248,6 +263,10 @@ def test_version_follows_the_recipe_only(tmp_path):
     assert _version(str(copy)) != version  # a package more: another image
     copy.write_text(original.replace("ssh_genkeytypes: [ed25519]", "ssh_genkeytypes: [ed25519, rsa]", 1))
     assert _version(str(copy)) != version  # a file written into the image changed
+    copy.write_text(original.replace('BOOT_MASK_UNITS="', 'BOOT_MASK_UNITS="cron.service ', 1))
+    assert _version(str(copy)) != version  # a unit more masked at boot
+    copy.write_text(original.replace('BOOT_BLACKLIST_MODULES="', 'BOOT_BLACKLIST_MODULES="floppy ', 1))
+    assert _version(str(copy)) != version  # a module more kept from loading
     copy.write_text(original)
     assert _version(str(copy), MADCI_DEBIAN_MIRROR="http://mirror.example/debian") != version
     assert _version(str(copy), MADCI_GUEST_IMAGE_COMPRESS="0") != version
