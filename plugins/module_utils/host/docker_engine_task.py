@@ -203,18 +203,29 @@ def write_config(module, plan):
     atomic_write_bytes(plan.path, render(plan.wanted).encode("utf-8"), mode=0o644)
 
 
-def verify(api, plan):
+def verify(api, plan, wait_timeout):
     """Fails unless the engine lists the registries as insecure, uses the mirrors and knows the runtimes (a reload
-    is asynchronous)."""
-    for attempt in range(VERIFY_ATTEMPTS):
-        info = api.info()
+    is asynchronous). An engine that answers ``_ping`` but not yet ``info`` in time (a loaded or emulated machine)
+    is asked again until ``wait_timeout``."""
+    deadline = time.monotonic() + wait_timeout
+    attempt = 0
+    while True:
+        try:
+            info = api.info()
+        except MadengineError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(VERIFY_DELAY)
+            continue
         missing = untrusted(info, plan.registries)
         mirrors = [url for url in plan.mirrors if url not in listed_mirrors(info)]
         runtimes = sorted(set(plan.runtimes) - set(info.get("Runtimes") or {}))
         if not missing and not runtimes and not mirrors:
             return info
-        if attempt < VERIFY_ATTEMPTS - 1:
-            time.sleep(VERIFY_DELAY)
+        attempt += 1
+        if attempt >= VERIFY_ATTEMPTS:
+            break
+        time.sleep(VERIFY_DELAY)
     raise MadengineError(
         "The Docker engine at %s has not taken %s (untrusted: %s%s%s); it may run with another --config-file: "
         "restart it with this one." % (plan.endpoint, plan.path, ", ".join(missing) or "none",
@@ -248,7 +259,7 @@ def _run(module, systemd_dir):
                           "before_header": plan.path, "after_header": plan.path}
     if module.check_mode:
         if answering and not plan.changed_keys:
-            verify(api, plan)
+            verify(api, plan, module.params["wait_timeout"])
         return result
     for step in steps:
         if step == "write":
@@ -257,7 +268,7 @@ def _run(module, systemd_dir):
             engine.service("enable")
         else:
             getattr(engine, step)()
-    info = verify(api, plan)
+    info = verify(api, plan, module.params["wait_timeout"])
     result.update(answering=True, server_version=info.get("ServerVersion", ""))
     if not answering:
         result["was"] = reason

@@ -43,6 +43,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return
         if self.path == "/_ping":
             body = b"OK"
+        elif self._busy():
+            self.send_response(500)
+            self.end_headers()
+            return
         else:
             with open(os.path.join(self.state, "applied.json")) as handle:
                 applied = json.load(handle)
@@ -59,6 +63,20 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
+
+
+    def _busy(self):
+        """An engine that answers _ping but not yet info: as often as busy_info in the state says (one less each)."""
+        path = os.path.join(self.state, "busy_info")
+        if not os.path.exists(path):
+            return False
+        with open(path) as handle:
+            left = int(handle.read())
+        if left == 0:
+            return False
+        with open(path, "w") as handle:
+            handle.write(str(left - 1))
+        return True
 
 
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
@@ -214,3 +232,17 @@ def test_a_tcp_engine_that_does_not_answer_is_not_started_in_the_background(modu
     assert failed.failed and failed["msg"] == (
         "The Docker engine at tcp://127.0.0.1:9 does not answer, and only engines that listen on a unix:// socket are "
         "started here; start it, or point docker_host at a running one.")
+
+
+def test_an_engine_slow_to_answer_info_is_asked_again_until_wait_timeout(module_runner, node):
+    (node["state"] / "up").touch()
+    (node["state"] / "applied.json").write_text("{}")
+    (node["state"] / "busy_info").write_text("3")
+    done = run(module_runner, node)
+    assert not done.failed, done
+    assert done["server_version"] == "99.0-fake" and (node["state"] / "busy_info").read_text() == "0"
+
+    (node["state"] / "busy_info").write_text("100000")
+    failed = run(module_runner, node, wait_timeout=1)
+    assert failed.failed and failed["msg"] == "The Docker engine at unix://%s answers info with HTTP 500." % (
+        node["args"]["docker_host"][len("unix://"):])
