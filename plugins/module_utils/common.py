@@ -150,3 +150,15 @@ def mask_only(module, option, secrets):
             module.no_log_values.update(leaf_values(module.params.get(name)))
     module.no_log_values.update(v for v in secrets if v)
     module.params[option] = NO_LOG_PLACEHOLDER
+
+
+def log_tail(path, lines=5):
+    """The last ``lines`` lines of a log file in one line (for an error message); "no log" or "empty log"."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 4096))
+            tail = handle.read().decode("utf-8", "replace").splitlines()[-lines:]
+    except OSError:
+        return "no log"
+    return " | ".join(tail) or "empty log"

@@ -21,7 +21,7 @@ import shlex
 import signal
 import time
 
-from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError, atomic_write_bytes
+from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError, atomic_write_bytes, log_tail
 from ansible_collections.rocm.madengine.plugins.module_utils.host.docker_daemon import (
     Endpoint,
     EngineAPI,
@@ -151,15 +151,8 @@ class Engine(object):
                              % (self.plan.endpoint, self.params["wait_timeout"], what, reason,
                                 self.params["dockerd_log"], self.log_tail()))
 
-    def log_tail(self, lines=5):
-        try:
-            with open(self.params["dockerd_log"], "rb") as handle:
-                handle.seek(0, os.SEEK_END)
-                handle.seek(max(0, handle.tell() - 4096))
-                tail = handle.read().decode("utf-8", "replace").splitlines()[-lines:]
-        except OSError:
-            return "no log"
-        return " | ".join(tail) or "empty log"
+    def log_tail(self):
+        return log_tail(self.params["dockerd_log"])
 
     def running_pid(self, verb):
         pid = self.pid()

@@ -30,7 +30,7 @@ import shlex
 import stat
 import time
 
-from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError, atomic_write_bytes
+from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError, atomic_write_bytes, log_tail
 from ansible_collections.rocm.madengine.plugins.module_utils.host.registry import answers, api_url, render_config
 
 SYSTEMD_DIR = "/run/systemd/system"
@@ -245,15 +245,8 @@ class Registry(object):
                              % (self.plan.url, self.params["wait_timeout"], reason,
                                 "; %s ends: %s" % (self.params["log"], self.log_tail()) if self.pid else ""))
 
-    def log_tail(self, lines=5):
-        try:
-            with open(self.params["log"], "rb") as handle:
-                handle.seek(0, os.SEEK_END)
-                handle.seek(max(0, handle.tell() - 4096))
-                tail = handle.read().decode("utf-8", "replace").splitlines()[-lines:]
-        except OSError:
-            return "no log"
-        return " | ".join(tail) or "empty log"
+    def log_tail(self):
+        return log_tail(self.params["log"])
 
 
 def run(module, systemd_dir=SYSTEMD_DIR):
