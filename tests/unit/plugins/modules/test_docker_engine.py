@@ -64,7 +64,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
-
     def _busy(self):
         """An engine that answers _ping but not yet info: as often as busy_info in the state says (one less each)."""
         path = os.path.join(self.state, "busy_info")
