@@ -12,17 +12,10 @@ import os
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.run_logs import write_home
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.run_logs import same_file, write_home
 from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError
 
 LOCAL_CONNECTIONS = ("local", "ansible.builtin.local")
-
-
-def _same_file(first, second):
-    try:
-        return os.path.samefile(first, second)
-    except OSError:
-        return False
 
 
 class ActionModule(ActionBase):
@@ -52,7 +45,7 @@ class ActionModule(ActionBase):
                     os.path.join(dest, os.path.basename(i["path"]))), size=i["size"], truncated=i["truncated"],
                     changed=not i["missing"]) for i in fetched["logs"]]
             else:
-                logs = write_home(fetched["logs"], dest, node, max_size, same_file=_same_file if local else None)
+                logs = write_home(fetched["logs"], dest, node, max_size, same_file=same_file if local else None)
         except (MadengineError, OSError, ValueError) as exc:
             raise AnsibleActionFail("Cannot keep the run logs of %s in %s: %s" % (node, dest, exc))
         result.update(changed=any(i["changed"] for i in logs), logs=logs)

@@ -7,8 +7,9 @@
 
 The module stays the worker. This plugin starts it on the node as an async job (one module process runs
 all the node's models) with a progress journal beside the job's result file, then asks the node for news
-with one short shell command (no Python, no module) that waits on the node: it checks every 0.5 s for up
-to 5 s and returns as soon as the journal has new lines or the job has ended. Each new line is shown
+with one short shell command (no Python, no module) that waits on the node: it checks every 0.1 s during the
+job's first 30 s (short models end within a check of it), every 0.5 s after, for up to 5 s, and returns as
+soon as the journal has new lines or the job has ended. Each new line is shown
 with Display on the controller (default verbosity: in a terminal, and in AWX as the job's output; on
 stderr when the stdout callback writes a JSON document), within about a second of being written; a node
 costs one round trip per news and one per 5 s of a quiet model. No connection stays open and idle while
@@ -39,14 +40,18 @@ from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.progress 
     split_watch_output,
     watch_command,
 )
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.run_logs import keep_tails
 
 display = Display()
 
-# each request for news waits on the node for up to WAIT_SECONDS, checking every STEP_SECONDS; news waits
-# SETTLE_SECONDS more for the lines written with it
+# each request for news waits on the node for up to WAIT_SECONDS, checking every FIRST_STEP_SECONDS during the
+# job's first FIRST_STEPS_FOR seconds and every STEP_SECONDS after (a long model loses nothing to a coarser
+# check, the node spares the processes); news waits SETTLE_SECONDS more for the lines written with it
 WAIT_SECONDS = 5.0
+FIRST_STEP_SECONDS = 0.1
+FIRST_STEPS_FOR = 30.0
 STEP_SECONDS = 0.5
-SETTLE_SECONDS = 0.2
+SETTLE_SECONDS = 0.1
 # a node that could not be reached is tried again after this long
 RETRY_SECONDS = 2.0
 # how long a node lost during the run is tried again, unless the task's unreachable_timeout says otherwise
@@ -55,6 +60,7 @@ UNREACHABLE_SECONDS = 600.0
 JOB_LIMIT_SECONDS = 30 * 24 * 3600
 # stdout callbacks whose output is a document: progress lines go to stderr then, not into it
 DOCUMENT_CALLBACKS = ("json", "jsonl")
+LOCAL_CONNECTIONS = ("local", "ansible.builtin.local")
 
 
 def show(line):
@@ -71,14 +77,23 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
         del tmp
+        node = (task_vars or {}).get("inventory_hostname", "node")
         if self._task.check_mode or self._task.async_val or self._task.args.get("pull_only"):
             wrap_async = bool(self._task.async_val) and not self._connection.has_native_async
             result.update(self._execute_module(task_vars=task_vars, wrap_async=wrap_async))
             if not wrap_async:
                 self._remove_tmp_path(self._connection._shell.tmpdir)
-            return result
-        node = (task_vars or {}).get("inventory_hostname", "node")
-        result.update(Watch(self, node, task_vars).run())
+        else:
+            result.update(Watch(self, node, task_vars).run())
+        return self.keep_logs(result, node)
+
+    def keep_logs(self, result, node):
+        """The run logs the module read on the node (logs_dest), written on the controller; none stay in the result."""
+        args = self._task.args
+        problem = keep_tails(result, args.get("logs_dest"), node, int(args.get("logs_max_size") or 4194304),
+                             self._connection.transport in LOCAL_CONNECTIONS)
+        if problem:
+            display.warning(problem)
         return result
 
     def start_job(self, module_args, task_vars):
@@ -155,10 +170,12 @@ class Watch(object):
     def follow(self, job_file, journal):
         """Ask the node for news until the job is done; the module's result (or why it could not be had)."""
         lost_since = lost_at = None
+        started = time.monotonic()
         while True:
             self.polls += 1
+            step = FIRST_STEP_SECONDS if time.monotonic() - started < FIRST_STEPS_FOR else STEP_SECONDS
             try:
-                out = self.action.shell(watch_command(journal, job_file, self.offset, WAIT_SECONDS, STEP_SECONDS,
+                out = self.action.shell(watch_command(journal, job_file, self.offset, WAIT_SECONDS, step,
                                                       SETTLE_SECONDS))
             except AnsibleConnectionFailure as exc:
                 now = time.monotonic()

@@ -208,11 +208,31 @@ options:
       - When the task runs without async and not in check mode, the action plugin runs the module as an async job on
         the node with a journal of its own in the node's async directory and shows each of its lines on the
         controller (in a terminal and in AWX job output, at default verbosity) within about a second of its
-        writing. Each request for news waits on the node (a check every 0.5 s, for up to 5 s) and returns as soon as
+        writing. Each request for news waits on the node (a check every 0.1 s during the job's first 30 s, every
+        0.5 s after, for up to 5 s) and returns as soon as
         there are new lines or the job has ended, so a node costs one round trip per news and one per 5 s of a
         quiet model, and no connection stays open while a model runs; it sets this option then, unless it is
         given.
     type: path
+  logs_dest:
+    description:
+      - A directory on the controller (made when missing; relative to the directory C(ansible-playbook) runs in)
+        where the action plugin keeps a copy of each run log of the rows once the node's models have run, named as
+        on the node; RV(logs) lists them. A log longer than O(logs_max_size) bytes keeps its last
+        O(logs_max_size) bytes, after a first line saying how much was cut and where the whole log is on the node.
+        C(madengine_report) then names the controller's copy in C(log_path) and the node's file in
+        C(node_log_path).
+      - The module reads the tails on the node at the end of its run and they travel gzip-compressed in its result
+        to the action plugin, which writes them and keeps no log content in the task's result (no further task,
+        module or round trip). On a host with a local connection a log already at its destination is left as it is.
+      - Not used with O(pull_only), in check mode or with C(async) on the task (no result reaches the controller
+        then).
+    type: path
+  logs_max_size:
+    description:
+      - The most bytes of each run log that O(logs_dest) keeps (its tail).
+    type: int
+    default: 4194304
   unreachable_timeout:
     description:
       - Seconds the action plugin keeps trying a node that became unreachable while its models run (the async job
@@ -515,6 +535,29 @@ images:
       image_digest: >-
         localhost:5000/ci-dummy_cpu.ubuntu@sha256:0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c
       error: ""
+logs:
+  description:
+    - The controller's copies of the run logs, one item per log of the rows (O(logs_dest)).
+    - When a copy cannot be written, the task warns and this list is empty; the rows are kept.
+  returned: when O(logs_dest) is set and the models ran
+  type: list
+  elements: dict
+  contains:
+    node_path:
+      description: The log on the node.
+      type: str
+    path:
+      description: The controller's copy (absolute); empty when the log is missing on the node.
+      type: str
+    size:
+      description: The log's size on the node, in bytes.
+      type: int
+    truncated:
+      description: Only its last O(logs_max_size) bytes were kept.
+      type: bool
+    changed:
+      description: The controller's copy was written.
+      type: bool
 unreachable_since:
   description:
     - When the node was lost while its models ran and stayed unreachable for O(unreachable_timeout) seconds (the task
@@ -560,6 +603,8 @@ def main():
         catalogue_files=dict(type="dict"),
         summary_output=dict(type="path"),
         progress_file=dict(type="path"),
+        logs_dest=dict(type="path"),
+        logs_max_size=dict(type="int", default=4194304),
         unreachable_timeout=dict(type="float", default=600),
         skip_model_run=dict(type="bool", default=False),
         pull_only=dict(type="bool", default=False),

@@ -64,8 +64,8 @@ def database_location(module):
     base = params["output_dir"] or os.getcwd()
     location = _db.parse_location(value, base)
     mask_only(module, "results_db", location.secrets)
-    if location.kind == "postgresql" and _db.psycopg is None:
-        module.fail_json(msg=missing_required_lib("psycopg"), exception=_db.PSYCOPG_IMPORT_ERROR)
+    if location.kind == "postgresql" and _db.postgresql_library()[0] is None:
+        module.fail_json(msg=missing_required_lib("psycopg"), exception=_db.postgresql_library()[1])
     return location
 
 

@@ -39,6 +39,7 @@ from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.progress 
 from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.rows import STATUSES, read_csv, write_csv
 from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.run import Executor
 from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.run_id import resolve_run_id
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.run_logs import read_tails
 from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.run_plan import (
     Planner,
     RunSettings,
@@ -247,6 +248,10 @@ class RunTask(object):
             prepare_output(params["summary_output"], "summary_output")
             atomic_write_json(params["summary_output"], madengine_summary(runs, rows, start_row))
             result["summary_output"] = params["summary_output"]
+        if params.get("logs_dest"):
+            # the action plugin writes them on the controller and drops them from the result
+            paths = list(dict.fromkeys(row["log_path"] for row in rows if row.get("log_path")))
+            result["log_tails"] = read_tails(paths, params["logs_max_size"])
         return self.finish(result, runs, rows, settings)
 
     def context(self, manifest, source):

@@ -81,19 +81,20 @@ def watch_command(journal, job_file, offset, wait_seconds, step_seconds, settle_
 
     It checks every ``step_seconds`` for up to ``wait_seconds`` whether the job has ended or the journal has
     grown past ``offset`` bytes, and once it has (or the time is up; a quiet model) prints the journal from
-    ``offset`` on, ``WATCH_MARK`` and the job's state file (its result once the job has ended).  News waits
+    ``offset`` on, ``WATCH_MARK`` and the start of the job's state file (enough to tell a running job from an
+    ended one; the result, which may be large, is read once, at the end).  News waits
     ``settle_seconds`` more, so that lines written together (a model's end and the next one's start, the last
     end and the job's result) come in one answer.  The state is read before the journal: a job seen ended has
     written all its lines.  ``split_watch_output`` takes the answer apart.
     """
     steps = max(round(float(wait_seconds) / float(step_seconds)), 0)
-    return ("j=%(journal)s; f=%(job)s; n=%(steps)d; s=$(cat \"$f\" 2>/dev/null); "
+    return ("j=%(journal)s; f=%(job)s; n=%(steps)d; s=$(head -c 64 \"$f\" 2>/dev/null); "
             "while case $s in %(running)s*) true ;; *) false ;; esac; do "
             "z=$(wc -c 2>/dev/null <\"$j\"); "
             "if [ $((${z:-0} + 0)) -gt %(offset)d ]; then sleep %(settle)s 2>/dev/null; "
-            "s=$(cat \"$f\" 2>/dev/null); break; fi; "
+            "s=$(head -c 64 \"$f\" 2>/dev/null); break; fi; "
             "[ \"$n\" -gt 0 ] || break; n=$((n - 1)); sleep %(step)s 2>/dev/null || sleep 1; "
-            "s=$(cat \"$f\" 2>/dev/null); done; "
+            "s=$(head -c 64 \"$f\" 2>/dev/null); done; "
             "tail -c +%(start)d \"$j\" 2>/dev/null; printf '\\n%(mark)s\\n'; printf '%%s' \"$s\""
             % {"journal": shlex.quote(journal), "job": shlex.quote(job_file), "steps": steps,
                "running": shlex.quote(RUNNING_STATE), "offset": int(offset), "start": int(offset) + 1,

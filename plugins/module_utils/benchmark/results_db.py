@@ -31,13 +31,20 @@ from urllib.parse import unquote, urlsplit
 
 from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError, utc_now
 
-try:
-    import psycopg
-except ImportError:  # pragma: no cover - exercised by ansible-test's import sanity test
-    psycopg = None
-    PSYCOPG_IMPORT_ERROR = traceback.format_exc()
-else:
-    PSYCOPG_IMPORT_ERROR = None
+# psycopg, imported on first use: a report without a PostgreSQL database does not pay its import (about 0.1 s)
+_PSYCOPG = {}
+
+
+def postgresql_library():
+    """(the psycopg module or None, the traceback of its failed import or None)."""
+    if not _PSYCOPG:
+        try:
+            import psycopg
+        except ImportError:
+            _PSYCOPG.update(module=None, error=traceback.format_exc())
+        else:
+            _PSYCOPG.update(module=psycopg, error=None)
+    return _PSYCOPG["module"], _PSYCOPG["error"]
 
 DEFAULT_NAME = "history.sqlite"
 SCHEMA_VERSION = 1
@@ -160,6 +167,7 @@ class _Postgres(object):
 
     @staticmethod
     def connect(location, read_only):
+        psycopg = postgresql_library()[0]
         if psycopg is None:
             raise MadengineError("needs the psycopg Python library on the controller")
         extra = dict(options="-c default_transaction_read_only=on") if read_only else {}  # check mode
@@ -191,6 +199,7 @@ class _Postgres(object):
 
 def _db_errors():
     errors = (sqlite3.Error,)
+    psycopg = _PSYCOPG.get("module")  # only a database opened through psycopg can raise its errors
     if psycopg is not None:
         errors += (psycopg.Error,)
     return errors

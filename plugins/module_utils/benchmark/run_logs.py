@@ -75,3 +75,26 @@ def write_home(logs, dest, node, max_size, same_file=None):
         written.append({"node_path": item["path"], "path": os.path.abspath(path), "size": item["size"],
                         "truncated": item["truncated"], "changed": changed})
     return written
+
+
+def same_file(first, second):
+    """Whether two paths name one file (a local node's log already at its destination)."""
+    try:
+        return os.path.samefile(first, second)
+    except OSError:
+        return False
+
+
+def keep_tails(result, dest, node, max_size, local):
+    """Write the ``log_tails`` a madengine_run result carries under ``dest`` and put ``logs`` in their place; the
+    tails never stay in the result.  A copy that cannot be written leaves ``logs`` empty (the rows stay): returns
+    why, for a warning, else None."""
+    tails = result.pop("log_tails", None)
+    if tails is None:
+        return None
+    try:
+        result["logs"] = write_home(tails, dest, node, max_size, same_file=same_file if local else None)
+    except (MadengineError, OSError, ValueError) as exc:
+        result["logs"] = []
+        return "Cannot keep the run logs of %s in %s: %s" % (node, dest, exc)
+    return None

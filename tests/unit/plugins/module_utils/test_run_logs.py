@@ -15,7 +15,11 @@ from ansible_collections.rocm.madengine.plugins.module_utils.benchmark import re
 from ansible_collections.rocm.madengine.plugins.module_utils.benchmark import report_html as _html
 from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.manifest import for_registry
 from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.rows import COLUMNS, PROVENANCE_COLUMNS
-from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.run_logs import read_tails, write_home
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.run_logs import (
+    keep_tails,
+    read_tails,
+    write_home,
+)
 from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError
 
 
@@ -63,6 +67,36 @@ def test_a_log_already_home_is_left_alone(tmp_path):
     log.write_bytes(b"x" * 100)
     written = write_home(read_tails([str(log)], 10), str(log.parent), "n1", 10, same_file=os.path.samefile)
     assert written[0]["changed"] is False and log.read_bytes() == b"x" * 100
+
+
+def test_the_tails_a_run_result_carries_are_written_and_leave_the_result(tmp_path):
+    log = tmp_path / "node" / "m.run.live.log"
+    log.parent.mkdir()
+    log.write_bytes(b"".join(b"step %04d\n" % n for n in range(1000)))
+    result = {"results": [{"log_path": str(log)}], "log_tails": read_tails([str(log)], 100)}
+    assert keep_tails(result, str(tmp_path / "home" / "n1"), "n1", 100, local=False) is None
+    assert "log_tails" not in result and result["results"] == [{"log_path": str(log)}]
+    copy = tmp_path / "home" / "n1" / log.name
+    assert result["logs"] == [{"node_path": str(log), "path": str(copy), "size": 10000, "truncated": True,
+                               "changed": True}]
+    assert copy.read_bytes().endswith(b"step 0999\n") and b"were cut" in copy.read_bytes().split(b"\n")[0]
+    # a local node's log already at its destination stays as it is
+    home = {"log_tails": read_tails([str(log)], 100)}
+    assert keep_tails(home, str(log.parent), "n1", 100, local=True) is None
+    assert home["logs"][0]["changed"] is False and log.stat().st_size == 10000
+    # no logs_dest: nothing is read on the node, nothing happens here
+    assert keep_tails({"results": []}, None, "n1", 100, local=False) is None
+
+
+def test_logs_that_cannot_be_written_are_a_warning_and_the_rows_stay(tmp_path):
+    log = tmp_path / "m.log"
+    log.write_bytes(b"x\n")
+    blocker = tmp_path / "home"
+    blocker.write_text("a file where the directory should be")
+    result = {"results": [{"model": "m"}], "log_tails": read_tails([str(log)], 100)}
+    problem = keep_tails(result, str(blocker / "n1"), "n1", 100, local=False)
+    assert problem.startswith("Cannot keep the run logs of n1 in %s: " % (blocker / "n1"))
+    assert result == {"results": [{"model": "m"}], "logs": []}
 
 
 def test_node_log_path_is_a_column_after_the_provenance_columns():

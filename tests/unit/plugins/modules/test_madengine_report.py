@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 from fleet_rows import MODELS, node_rows, row
@@ -299,7 +301,7 @@ def test_missing_libraries_are_named(tmp_path, module_runner, monkeypatch):
     result = module_runner(madengine_report, args(tmp_path / "a"))
     assert result.failed and "Failed to import the required Python library (Jinja2)" in result["msg"]
     assert not module_runner(madengine_report, args(tmp_path / "b", html=False)).failed
-    monkeypatch.setattr(results_db, "psycopg", None)
+    monkeypatch.setattr(results_db, "_PSYCOPG", {"module": None, "error": "ImportError: No module named 'psycopg'"})
     result = module_runner(madengine_report, args(tmp_path / "c", results_db="postgresql://u@h/db"))
     assert result.failed and "Failed to import the required Python library (psycopg)" in result["msg"]
     assert not (tmp_path / "c").exists()
@@ -327,3 +329,12 @@ def test_durations_from_an_earlier_csv_and_none_from_a_missing_one(tmp_path, mod
     assert not result.failed and result["changed"] is False
     assert result["durations"] == {"slow": 10.0}
     assert module_runner(madengine_report, {"durations_from": str(tmp_path / "none.csv")})["durations"] == {}
+
+
+def test_a_report_without_postgresql_does_not_import_psycopg(tmp_path):
+    """psycopg is imported when a PostgreSQL database is used, not by every report (its import costs ~0.1 s)."""
+    script = ("import sys; from ansible_collections.rocm.madengine.plugins.module_utils.benchmark import "
+              "madengine_report_task, results_db; assert 'psycopg' not in sys.modules; "
+              "module, error = results_db.postgresql_library(); assert module is sys.modules['psycopg'] and not error")
+    subprocess.run([sys.executable, "-c", script], check=True,
+                   env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
