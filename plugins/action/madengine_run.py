@@ -39,6 +39,7 @@ from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.progress 
     parse_lines,
     split_watch_output,
     watch_command,
+    watch_stamp,
 )
 from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.run_logs import keep_tails
 
@@ -156,7 +157,7 @@ class Watch(object):
         if own_journal:  # the job's directory, as the node expanded it
             journal = job_file.rsplit("/", 1)[0] + "/" + journal.rsplit("/", 1)[1]
         result = self.follow(job_file, journal)
-        cleanup = [job_file] + ([journal] if own_journal else [])
+        cleanup = [job_file, watch_stamp(job_file)] + ([journal] if own_journal else [])
         # async_wrapper removes the module's directory only at its next watch, seconds after the job ended: the
         # module arguments (credentials among them) go now, with the result read
         if module_dir and "-tmp-" in module_dir and not C.DEFAULT_KEEP_REMOTE_FILES:

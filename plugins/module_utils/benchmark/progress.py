@@ -79,26 +79,34 @@ def parse_lines(text):
 def watch_command(journal, job_file, offset, wait_seconds, step_seconds, settle_seconds):
     """A POSIX shell command (no Python, no module) that waits on the node for news of an async job.
 
-    It checks every ``step_seconds`` for up to ``wait_seconds`` whether the job has ended or the journal has
-    grown past ``offset`` bytes, and once it has (or the time is up; a quiet model) prints the journal from
-    ``offset`` on, ``WATCH_MARK`` and the start of the job's state file (enough to tell a running job from an
-    ended one; the result, which may be large, is read once, at the end).  News waits
-    ``settle_seconds`` more, so that lines written together (a model's end and the next one's start, the last
-    end and the job's result) come in one answer.  The state is read before the journal: a job seen ended has
-    written all its lines.  ``split_watch_output`` takes the answer apart.
+    Unless the job has ended or the journal has grown past ``offset`` bytes already, it waits up to
+    ``wait_seconds`` for either, checking every ``step_seconds`` whether the journal or the job's state file is
+    newer than a stamp it wrote first (``<job_file>.watch``: a check is a shell builtin, the only process a
+    step starts is ``sleep``), and prints the journal from ``offset`` on, ``WATCH_MARK`` and the start of the
+    job's state file (enough to tell a running job from an ended one; the result, which may be large, is read
+    once, at the end).  News waits ``settle_seconds`` more, so that lines written together (a model's end and the
+    next one's start, the last end and the job's result) come in one answer.  The state is read before the
+    journal: a job seen ended has written all its lines.  ``split_watch_output`` takes the answer apart;
+    ``watch_stamp`` names the stamp, for the cleanup.
     """
     steps = max(round(float(wait_seconds) / float(step_seconds)), 0)
-    return ("j=%(journal)s; f=%(job)s; n=%(steps)d; s=$(head -c 64 \"$f\" 2>/dev/null); "
-            "while case $s in %(running)s*) true ;; *) false ;; esac; do "
-            "z=$(wc -c 2>/dev/null <\"$j\"); "
-            "if [ $((${z:-0} + 0)) -gt %(offset)d ]; then sleep %(settle)s 2>/dev/null; "
-            "s=$(head -c 64 \"$f\" 2>/dev/null); break; fi; "
-            "[ \"$n\" -gt 0 ] || break; n=$((n - 1)); sleep %(step)s 2>/dev/null || sleep 1; "
-            "s=$(head -c 64 \"$f\" 2>/dev/null); done; "
+    return ("j=%(journal)s; f=%(job)s; t=%(stamp)s; n=%(steps)d; echo >\"$t\" 2>/dev/null; "
+            "s=$(head -c 64 \"$f\" 2>/dev/null); z=$(wc -c 2>/dev/null <\"$j\"); "
+            "if case $s in %(running)s*) true ;; *) false ;; esac && [ $((${z:-0} + 0)) -le %(offset)d ]; then "
+            "while [ \"$n\" -gt 0 ] && ! [ \"$j\" -nt \"$t\" ] && ! [ \"$f\" -nt \"$t\" ]; do "
+            "n=$((n - 1)); sleep %(step)s 2>/dev/null || sleep 1; done; "
+            "if [ \"$n\" -gt 0 ]; then sleep %(settle)s 2>/dev/null; fi; "
+            "s=$(head -c 64 \"$f\" 2>/dev/null); fi; "
             "tail -c +%(start)d \"$j\" 2>/dev/null; printf '\\n%(mark)s\\n'; printf '%%s' \"$s\""
-            % {"journal": shlex.quote(journal), "job": shlex.quote(job_file), "steps": steps,
-               "running": shlex.quote(RUNNING_STATE), "offset": int(offset), "start": int(offset) + 1,
-               "settle": "%g" % settle_seconds, "step": "%g" % step_seconds, "mark": WATCH_MARK})
+            % {"journal": shlex.quote(journal), "job": shlex.quote(job_file),
+               "stamp": shlex.quote(watch_stamp(job_file)), "steps": steps, "running": shlex.quote(RUNNING_STATE),
+               "offset": int(offset), "start": int(offset) + 1, "settle": "%g" % settle_seconds,
+               "step": "%g" % step_seconds, "mark": WATCH_MARK})
+
+
+def watch_stamp(job_file):
+    """The file watch_command touches beside the job's state file to tell what changed since it asked."""
+    return job_file + ".watch"
 
 
 def split_watch_output(text):

@@ -171,7 +171,7 @@ def test_a_short_run_costs_a_few_round_trips_and_each_line_is_shown_as_it_happen
     # 7 lines in 4 bursts (plan and the first start, each end with the next start, the last end) and the job's end:
     # 4-6 requests (a poll every 0.1-2 s took about 20 for such a run)
     assert 4 <= watch.polls == len(node.requests) <= 6, node.requests
-    # a line waits on the node for its checks (0.5 s) and the lines written with it (0.2 s), not for a poll interval
+    # a line waits on the node for its checks (0.1 s) and the lines written with it (0.1 s), not for a poll interval
     assert max(at - written for (written, _e), (at, _l) in zip(job.written, shown)) < 3.0, (job.written, shown)
 
 
