@@ -23,6 +23,7 @@ Check mode, pull_only and a task with its own ``async`` run the module as usual.
 
 from __future__ import annotations
 
+import json
 import secrets
 import shlex
 import time
@@ -142,8 +143,10 @@ class Watch(object):
         args = dict(self.action._task.args)
         async_dir = self.action.get_shell_option("async_dir", default="~/.ansible_async")
         own_journal = not args.get("progress_file")
+        token = secrets.token_hex(6)
         if own_journal:
-            args["progress_file"] = "%s/madengine-progress-%s.jsonl" % (async_dir.rstrip("/"), secrets.token_hex(6))
+            args["progress_file"] = "%s/madengine-progress-%s.jsonl" % (async_dir.rstrip("/"), token)
+        args["result_file"] = "%s/madengine-result-%s.json" % (async_dir.rstrip("/"), token)
         launch = time.monotonic()
         started = self.action.start_job(args, self.task_vars)
         module_dir = self.action.module_dir
@@ -153,11 +156,13 @@ class Watch(object):
         if started.get("failed") or "results_file" not in started:
             return started
         job_file = started["results_file"]
+        job_dir = job_file.rsplit("/", 1)[0]  # the async directory, as the node expanded it
         journal = args["progress_file"]
-        if own_journal:  # the job's directory, as the node expanded it
-            journal = job_file.rsplit("/", 1)[0] + "/" + journal.rsplit("/", 1)[1]
-        result = self.follow(job_file, journal)
-        cleanup = [job_file, watch_stamp(job_file)] + ([journal] if own_journal else [])
+        if own_journal:
+            journal = job_dir + "/" + journal.rsplit("/", 1)[1]
+        result_file = job_dir + "/" + args["result_file"].rsplit("/", 1)[1]
+        result = self.follow(job_file, journal, result_file)
+        cleanup = [job_file, watch_stamp(job_file), result_file] + ([journal] if own_journal else [])
         # async_wrapper removes the module's directory only at its next watch, seconds after the job ended: the
         # module arguments (credentials among them) go now, with the result read
         if module_dir and "-tmp-" in module_dir and not C.DEFAULT_KEEP_REMOTE_FILES:
@@ -168,7 +173,7 @@ class Watch(object):
             pass
         return result
 
-    def follow(self, job_file, journal):
+    def follow(self, job_file, journal, result_file=None):
         """Ask the node for news until the job is done; the module's result (or why it could not be had)."""
         lost_since = lost_at = None
         started = time.monotonic()
@@ -202,7 +207,21 @@ class Watch(object):
                                                % (self.node, job_file)}
             if not job_running(state):
                 display.vv("%s: the async job ended; %d requests for news" % (self.node, self.polls))
-                return self.action.job_result(job_file, self.task_vars)
+                return self.ended(job_file, result_file)
+
+    def ended(self, job_file, result_file):
+        """The module's result from its result_file (one shell command); when the module could not write it (a crash,
+        a kill), what async_wrapper recorded of the job, read as Ansible reads it."""
+        if not result_file:
+            return self.action.job_result(job_file, self.task_vars)
+        try:
+            handed = json.loads(self.action.shell("cat %s 2>/dev/null || :" % shlex.quote(result_file)))
+            result, warnings = handed["result"], handed["warnings"]
+        except (ValueError, KeyError, TypeError, AnsibleConnectionFailure):
+            return self.action.job_result(job_file, self.task_vars)
+        for message in warnings:
+            display.warning(message)
+        return result
 
     def show(self, text):
         """Show the complete lines of ``text`` (the journal from the offset), move the offset past them; any?"""

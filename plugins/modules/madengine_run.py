@@ -233,6 +233,13 @@ options:
       - The most bytes of each run log that O(logs_dest) keeps (its tail).
     type: int
     default: 4194304
+  result_file:
+    description:
+      - Also write the module's result, with the warnings it gave, to this file (JSON, mode 0600) when it ends.
+      - When the task runs without async and not in check mode, the action plugin sets it in the node's async
+        directory, reads the result there with one shell command once the job has ended (no module call; when the
+        file is missing, as after a crash, it asks the async job as Ansible does) and removes it.
+    type: path
   unreachable_timeout:
     description:
       - Seconds the action plugin keeps trying a node that became unreachable while its models run (the async job
@@ -605,6 +612,7 @@ def main():
         progress_file=dict(type="path"),
         logs_dest=dict(type="path"),
         logs_max_size=dict(type="int", default=4194304),
+        result_file=dict(type="path"),
         unreachable_timeout=dict(type="float", default=600),
         skip_model_run=dict(type="bool", default=False),
         pull_only=dict(type="bool", default=False),

@@ -15,6 +15,7 @@ sentence; a model that fails is a row.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import time
 
@@ -50,6 +51,7 @@ from ansible_collections.rocm.madengine.plugins.module_utils.common import (
     MadengineError,
     absolute_paths,
     atomic_write_json,
+    atomic_write_text,
     mask_only,
 )
 from ansible_collections.rocm.madengine.plugins.module_utils.host.gpu import detect, rocm_root, tool_runner
@@ -65,11 +67,25 @@ def run(module):
     absolute_paths(module)
     credentials = module.params.get("credentials")
     mask_only(module, "credentials", document_secrets(credentials))
+    task = RunTask(module, credentials)
     try:
-        result = RunTask(module, credentials).run()
+        result = task.run()
     except MadengineError as exc:
+        hand_over(module.params.get("result_file"), dict(failed=True, msg=str(exc)), task.warnings)
         module.fail_json(msg=str(exc))
+    hand_over(module.params.get("result_file"), result, task.warnings)
     module.exit_json(**result)
+
+
+def hand_over(path, result, warnings):
+    """The result and the warnings in ``path`` too (result_file), where the action plugin reads them with one shell
+    command; without it (it could not be written) the plugin asks the async job as Ansible does."""
+    if not path:
+        return
+    try:
+        atomic_write_text(path, json.dumps({"result": result, "warnings": warnings}, default=str), mode=0o600)
+    except OSError:
+        pass
 
 
 def _load_manifest(params):
@@ -176,10 +192,14 @@ class RunTask(object):
         self.credentials = credentials  # the credentials option (module.params holds a placeholder now)
         self.params = module.params
         self.check_mode = module.check_mode
-        self.warn = module.warn
+        self.warnings = []  # what warn() said, for the result_file
         self.environ = dict(os.environ) if environ is None else environ
         self.started = time.monotonic()
         self.secrets = []
+
+    def warn(self, message):
+        self.warnings.append(message)
+        self.module.warn(message)
 
     def run(self):
         params = self.params

@@ -227,6 +227,39 @@ def test_the_job_s_last_lines_are_shown_though_it_ends_between_the_checks(plugin
     assert watch.polls == 1 and len(shown) == 5 and shown[-1][1] == "node-1: [2/2 done] m1 SUCCESS in 0.2 s (1 row)"
 
 
+def test_the_result_is_read_from_the_module_s_result_file_with_one_command_and_its_warnings_shown(
+        plugin, tmp_path, shown, monkeypatch):
+    """The module hands its result and warnings over in result_file: one `cat`, no async_status module."""
+    warned = []
+    monkeypatch.setattr(plugin.display, "warning", warned.append)
+    job = Job(tmp_path, [0.2])
+    result_file = tmp_path / "madengine-result-1.json"
+    handed = {"changed": True, "results": [{"model": "m0", "status": "SUCCESS"}], "ansible_facts": {}}
+    result_file.write_text(json.dumps({"result": handed, "warnings": ["The context key 'docker_gpus' is ignored"]}))
+    node = ShellNode()
+    node.job_result = None  # the async job is not asked
+    watch = plugin.Watch(node, "node-1", {})
+    job.thread.start()
+    try:
+        assert watch.follow(job.job_file, job.journal, str(result_file)) == handed
+    finally:
+        job.thread.join()
+    assert warned == ["The context key 'docker_gpus' is ignored"]
+    assert len(node.requests) == watch.polls + 1
+
+
+@pytest.mark.parametrize("content", [None, "", '{"result": {"changed": tr', '["not", "a", "hand-over"]'])
+def test_without_a_readable_result_file_the_async_job_s_record_is_read(plugin, tmp_path, shown, content):
+    """A module that crashed or was killed wrote no result_file (or part of one): what async_wrapper recorded."""
+    job = Job(tmp_path, [0.1], startup=0.0)
+    result_file = tmp_path / "madengine-result-1.json"
+    if content is not None:
+        result_file.write_text(content)
+    job.thread.start()
+    job.thread.join()
+    assert plugin.Watch(ShellNode(), "node-1", {}).follow(job.job_file, job.journal, str(result_file)) == job.result
+
+
 def test_a_terminal_s_crlf_line_ends_are_read_as_the_journal_s_and_the_job_is_followed_to_its_end(plugin, shown):
     journal = '{"event": "plan", "total": 1, "models": ["dummy"]}\n'
     done = json.dumps({"changed": True, "results": [{"model": "dummy", "status": "SUCCESS"}]})

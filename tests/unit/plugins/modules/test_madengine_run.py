@@ -134,6 +134,28 @@ def test_rows_append_and_replace(node, module_runner):
         assert [r["run_id"] for r in csv.DictReader(handle)] == ["unit-run-3"]
 
 
+def test_the_result_and_its_warnings_are_handed_over_in_result_file(node, module_runner, tmp_path):
+    """What the action plugin reads instead of asking the async job: the result as returned, the warnings, 0600;
+    a run that fails hands its message over too."""
+    node["fs"].add_amd_gpu("gfx908")
+    fake_devices(node["tmp"] / "dev", [128])
+    document = sample_manifest()
+    document["context"] = dict(document.get("context") or {}, docker_gpus="0,1")  # the build host's: a warning
+    path = write_manifest(node["tmp"], document)
+    handed = tmp_path / "async" / "madengine-result-1.json"
+    handed.parent.mkdir()
+    result = module_runner(madengine_run, args(node, path, tags=["sample_gpu"], dev_root=str(node["tmp"] / "dev"),
+                                               result_file=str(handed)))
+    assert not result.failed, result.get("msg")
+    document = json.loads(handed.read_text())
+    assert document["result"]["results"] == result["results"] and document["result"]["summary"] == result["summary"]
+    assert len(document["warnings"]) == 1 and "'docker_gpus' (0,1)" in document["warnings"][0], document["warnings"]
+    assert (handed.stat().st_mode & 0o777) == 0o600
+    failed = module_runner(madengine_run, args(node, str(tmp_path / "nope.json"), result_file=str(handed)))
+    assert failed.failed and json.loads(handed.read_text()) == {
+        "result": {"failed": True, "msg": "manifest %s does not exist." % (tmp_path / "nope.json")}, "warnings": []}
+
+
 # ---- errors ----------------------------------------------------------------------------------------
 
 def test_missing_and_corrupt_manifests_are_named(node, module_runner, tmp_path):
