@@ -15,8 +15,10 @@ stderr when the stdout callback writes a JSON document), within about a second o
 costs one round trip per news and one per 5 s of a quiet model. No connection stays open and idle while
 a model runs. When the node cannot be reached, it tries again for ``unreachable_timeout`` seconds (the
 job goes on; its rows are in the node's CSV), then fails the task with ``unreachable_since``, the time
-it was first lost. At the end the job's result (the module's) is read by ansible-core's own async_status
-module, so Ansible decodes it as it decodes any module's result, and the job's files are removed.
+it was first lost. At the end the module's result is read with one shell command from the result_file it
+handed it over in (its warnings are shown here); when the module wrote none (a crash, a kill), what
+async_wrapper recorded is read by ansible-core's own async_status module, so Ansible decodes it as it decodes
+any module's result. The job's files are then removed.
 
 Check mode, pull_only and a task with its own ``async`` run the module as usual.
 """
