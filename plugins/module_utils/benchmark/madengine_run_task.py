@@ -19,6 +19,8 @@ import json
 import os
 import time
 
+from ansible.module_utils.common.parameters import remove_values
+
 from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.context import load_context, normalise_context
 from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.credentials import (
     Credentials,
@@ -71,19 +73,22 @@ def run(module):
     try:
         result = task.run()
     except MadengineError as exc:
-        hand_over(module.params.get("result_file"), dict(failed=True, msg=str(exc)), task.warnings)
+        hand_over(module, dict(failed=True, msg=str(exc)), task.warnings)
         module.fail_json(msg=str(exc))
-    hand_over(module.params.get("result_file"), result, task.warnings)
+    hand_over(module, result, task.warnings)
     module.exit_json(**result)
 
 
-def hand_over(path, result, warnings):
-    """The result and the warnings in ``path`` too (result_file), where the action plugin reads them with one shell
-    command; without it (it could not be written) the plugin asks the async job as Ansible does."""
+def hand_over(module, result, warnings):
+    """The result and the warnings in result_file too, where the action plugin reads them with one shell command;
+    without it (it could not be written) the plugin asks the async job as Ansible does.  Masked as exit_json masks
+    them: no secret of a no_log option reaches the file."""
+    path = module.params.get("result_file")
     if not path:
         return
+    document = remove_values({"result": result, "warnings": warnings}, module.no_log_values)
     try:
-        atomic_write_text(path, json.dumps({"result": result, "warnings": warnings}, default=str), mode=0o600)
+        atomic_write_text(path, json.dumps(document, default=str), mode=0o600)
     except OSError:
         pass
 

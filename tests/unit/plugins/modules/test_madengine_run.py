@@ -151,6 +151,15 @@ def test_the_result_and_its_warnings_are_handed_over_in_result_file(node, module
     assert document["result"]["results"] == result["results"] and document["result"]["summary"] == result["summary"]
     assert len(document["warnings"]) == 1 and "'docker_gpus' (0,1)" in document["warnings"][0], document["warnings"]
     assert (handed.stat().st_mode & 0o777) == 0o600
+    # a secret of the credentials, wherever it shows (here in a warning), is masked as exit_json masks it
+    document = sample_manifest()
+    document["context"] = {"docker_gpus": "tok-s3cret-42"}
+    masked = module_runner(madengine_run, args(node, write_manifest(node["tmp"], document), tags=["sample_gpu"],
+                                               dev_root=str(node["tmp"] / "dev"), result_file=str(handed),
+                                               credentials={"localhost:5000": {"username": "ci",
+                                                                               "password": "tok-s3cret-42"}}))
+    assert not masked.failed, masked.get("msg")
+    assert "tok-s3cret-42" not in handed.read_text() and "********" in json.loads(handed.read_text())["warnings"][0]
     failed = module_runner(madengine_run, args(node, str(tmp_path / "nope.json"), result_file=str(handed)))
     assert failed.failed and json.loads(handed.read_text()) == {
         "result": {"failed": True, "msg": "manifest %s does not exist." % (tmp_path / "nope.json")}, "warnings": []}
