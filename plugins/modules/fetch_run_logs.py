@@ -15,8 +15,10 @@ description:
   - Reads the run logs O(paths) on the node in one module call and writes them on the controller under O(dest),
     each by its file name. A log longer than O(max_size) bytes keeps its last O(max_size) bytes, after a first
     line saying how much was cut and where the whole log is on the node.
-  - Playbooks give it the C(log_path) of the rows the node returned; C(madengine_report) then names the
-    controller's copy in C(log_path) and the node's path in C(node_log_path).
+  - Give it the C(log_path) of rows a node returned; C(madengine_report) then names the controller's copy in
+    C(log_path) and the node's path in C(node_log_path). The benchmark playbooks need no such task, since
+    their M(rocm.madengine.madengine_run) brings its logs home with its rows (its
+    O(rocm.madengine.madengine_run#module:logs_dest) option); this module is for the logs of other runs.
   - On a host with a local connection a log already at its destination is left as it is.
   - The logs travel gzip-compressed in the module's result; the task's result holds no log content.
 author:
