@@ -46,6 +46,7 @@ def postgresql_library():
             _PSYCOPG.update(module=psycopg, error=None)
     return _PSYCOPG["module"], _PSYCOPG["error"]
 
+
 DEFAULT_NAME = "history.sqlite"
 SCHEMA_VERSION = 1
 # Any constant: the key of PostgreSQL's advisory lock that serialises this collection's writers.
