@@ -31,10 +31,20 @@ extends_documentation_fragment:
   - rocm.madengine.attributes
   - rocm.madengine.attributes.ACTION_GROUP
   - rocm.madengine.attributes.INFO_MODULE
+  - rocm.madengine.attributes.ACTION_WORKER
 attributes:
   action_group:
     membership:
       - rocm.madengine.host
+  action:
+    support: full
+    details:
+      - A node that declares what it is - O(gpu_vendor=NONE) (a CPU node), or O(detect=false) with the vendor and
+        architecture - and has a O(node_name) is profiled on the controller by the action plugin of the same name,
+        with the module's own code, without connecting to the node or starting a module there. Any other call runs
+        the module on the node.
+  async:
+    support: none
 options:
   gpu_vendor:
     description:
@@ -134,22 +144,11 @@ ansible_facts:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.gpu_info_task import run
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.gpu_info_task import ARGUMENT_SPEC, run
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            gpu_vendor=dict(type="str", choices=["auto", "AMD", "NVIDIA", "NONE"], default="auto"),
-            gpu_arch=dict(type="str", default=""),
-            detect=dict(type="bool", default=True),
-            node_name=dict(type="str"),
-            host_root=dict(type="path", default="/"),
-            sysfs_root=dict(type="path"),
-            additional_context=dict(type="raw"),
-        ),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     run(module)
 
 

@@ -28,6 +28,22 @@ from ansible_collections.rocm.madengine.plugins.module_utils.host.gpu import (
 )
 from ansible_collections.rocm.madengine.plugins.module_utils.host.hostfs import HostFs
 
+# the module's options; its action plugin checks a task's arguments against them on the controller too
+ARGUMENT_SPEC = dict(
+    gpu_vendor=dict(type="str", choices=["auto", "AMD", "NVIDIA", "NONE"], default="auto"),
+    gpu_arch=dict(type="str", default=""),
+    detect=dict(type="bool", default=True),
+    node_name=dict(type="str"),
+    host_root=dict(type="path", default="/"),
+    sysfs_root=dict(type="path"),
+    additional_context=dict(type="raw"),
+)
+
+
+def needs_the_node(params):
+    """Whether the answer needs the node: its GPUs to detect, or its host name (no node_name given)."""
+    return not params.get("node_name") or (params.get("detect", True) and params.get("gpu_vendor") != "NONE")
+
 
 def run(module):
     """The whole module after AnsibleModule: exit_json or fail_json."""
