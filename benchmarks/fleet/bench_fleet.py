@@ -17,8 +17,9 @@
      per node, no target.
    The CPU seconds are printed twice: the whole machine's (the nodes' engines and module processes
    included) and the controller's, resource.getrusage of this process's children around each
-   ansible-playbook run (ansible-playbook, its workers and what they wait for; a node's async job
-   detaches from them, so its module process counts as the node's).
+   ansible-playbook run (ansible-playbook, its workers and what they wait for: on these nodes of a local
+   connection the module process that starts a node's run, until it answers; the run itself detaches from
+   them, so its process counts as the node's, as it would on a node of its own).
 2. End to end, the 3-model sample madengine's own timing used (dummy, dummy_multi,
    dummy2/model2:batch-size=32) with inventories/local (this machine is controller and node) and
    madengine_rebuild=always: discover, build without cache, push, run, merge, report.  Baseline in the

@@ -3,10 +3,11 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""madengine_run, watched: the node's whole run as one async job, its progress shown as it happens.
+"""madengine_run, watched: the node's whole run as one background job, its progress shown as it happens.
 
-The module stays the worker. This plugin starts it on the node as an async job (one module process runs
-all the node's models) with a progress journal beside the job's result file, then asks the node for news
+The module stays the worker. This plugin starts it on the node with a job file (its option job_file): the module
+answers at once and runs all the node's models in a process of its own, detached from the connection (one module
+process, no async_wrapper), with a progress journal beside the job file; then the plugin asks the node for news
 with one short shell command (no Python, no module) that waits on the node: it checks every 0.1 s during the
 job's first 30 s (short models end within a check of it), every 0.5 s after, for up to 5 s, and returns as
 soon as the journal has new lines or the job has ended. Each new line is shown
@@ -16,9 +17,8 @@ costs one round trip per news and one per 5 s of a quiet model. No connection st
 a model runs. When the node cannot be reached, it tries again for ``unreachable_timeout`` seconds (the
 job goes on; its rows are in the node's CSV), then fails the task with ``unreachable_since``, the time
 it was first lost. At the end the module's result is read with one shell command from the result_file it
-handed it over in (its warnings are shown here); when the module wrote none (a crash, a kill), what
-async_wrapper recorded is read by ansible-core's own async_status module, so Ansible decodes it as it decodes
-any module's result. The job's files are then removed.
+handed it over in (its warnings are shown here); when it wrote none, the job file says why (the run raised) or
+that its process vanished (killed). The job's files are then removed.
 
 Check mode, pull_only and a task with its own ``async`` run the module as usual.
 """
@@ -60,8 +60,6 @@ SETTLE_SECONDS = 0.1
 RETRY_SECONDS = 2.0
 # how long a node lost during the run is tried again, unless the task's unreachable_timeout says otherwise
 UNREACHABLE_SECONDS = 600.0
-# async_wrapper kills a job after this long; a model's own timeout bounds the run
-JOB_LIMIT_SECONDS = 30 * 24 * 3600
 # stdout callbacks whose output is a document: progress lines go to stderr then, not into it
 DOCUMENT_CALLBACKS = ("json", "jsonl")
 LOCAL_CONNECTIONS = ("local", "ansible.builtin.local")
@@ -76,7 +74,6 @@ class ActionModule(ActionBase):
 
     _supports_async = True
     _supports_check_mode = True
-    module_dir = None  # the remote directory of the async job's module, once started
 
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
@@ -101,34 +98,16 @@ class ActionModule(ActionBase):
         return result
 
     def start_job(self, module_args, task_vars):
-        """Start the module as an async job: its launch result (ansible_job_id, results_file, ...)."""
-        self._task.async_val = JOB_LIMIT_SECONDS
-        # the directory the job's module goes to (its arguments, credentials among them, inside), made here to
-        # know it: Ansible forgets it once the job is launched
-        if not self._connection._shell.tmpdir:
-            self._make_tmp_path()
-        self.module_dir = self._connection._shell.tmpdir
+        """Start the module with its job_file: it answers at once (started, job_file, pid) and runs on by itself. The
+        module's files (its arguments, credentials among them) go as soon as it answered."""
         try:
-            return self._execute_module(module_args=module_args, task_vars=task_vars, wrap_async=True)
+            return self._execute_module(module_args=module_args, task_vars=task_vars)
         finally:
-            self._task.async_val = 0
+            self._remove_tmp_path(self._connection._shell.tmpdir)
 
     def shell(self, command):
         """The command's stdout; a connection with a terminal (ssh's -tt) ends its lines with CR LF: back to LF."""
         return self._low_level_execute_command(command, sudoable=True).get("stdout", "").replace("\r\n", "\n")
-
-    def job_result(self, job_file, task_vars):
-        """The module's result, read from the job's result file by ansible-core's async_status module, as the
-        async_status action reads it: Ansible decodes it as any module's result (a dict whatever the version;
-        its own parser's return type and arguments differ from one ansible-core release to the next)."""
-        async_dir, _sep, job_id = job_file.rpartition("/")
-        result = self._execute_module(module_name="ansible.legacy.async_status",
-                                      module_args={"jid": job_id, "_async_dir": async_dir}, task_vars=task_vars)
-        self._remove_tmp_path(self._connection._shell.tmpdir)
-        # what async_status adds to the module's result
-        for key in ("ansible_job_id", "started", "finished", "results_file"):
-            result.pop(key, None)
-        return result
 
 
 class Watch(object):
@@ -143,39 +122,32 @@ class Watch(object):
 
     def run(self):
         args = dict(self.action._task.args)
-        async_dir = self.action.get_shell_option("async_dir", default="~/.ansible_async")
+        async_dir = self.action.get_shell_option("async_dir", default="~/.ansible_async").rstrip("/")
         own_journal = not args.get("progress_file")
         token = secrets.token_hex(6)
         if own_journal:
-            args["progress_file"] = "%s/madengine-progress-%s.jsonl" % (async_dir.rstrip("/"), token)
-        args["result_file"] = "%s/madengine-result-%s.json" % (async_dir.rstrip("/"), token)
+            args["progress_file"] = "%s/madengine-progress-%s.jsonl" % (async_dir, token)
+        args["result_file"] = "%s/madengine-result-%s.json" % (async_dir, token)
+        args["job_file"] = "%s/madengine-job-%s.json" % (async_dir, token)
         launch = time.monotonic()
         started = self.action.start_job(args, self.task_vars)
-        module_dir = self.action.module_dir
-        took = time.monotonic() - launch
-        display.vv("%s: madengine_run started as async job %s in %.2f s"
-                   % (self.node, started.get("ansible_job_id"), took))
-        if started.get("failed") or "results_file" not in started:
+        display.vv("%s: madengine_run started in the background (process %s) in %.2f s"
+                   % (self.node, started.get("pid"), time.monotonic() - launch))
+        if started.get("failed") or "job_file" not in started:
             return started
-        job_file = started["results_file"]
-        job_dir = job_file.rsplit("/", 1)[0]  # the async directory, as the node expanded it
-        journal = args["progress_file"]
-        if own_journal:
-            journal = job_dir + "/" + journal.rsplit("/", 1)[1]
+        job_file = started["job_file"]  # as the node expanded it
+        job_dir = job_file.rsplit("/", 1)[0]
+        journal = job_dir + "/" + args["progress_file"].rsplit("/", 1)[1] if own_journal else args["progress_file"]
         result_file = job_dir + "/" + args["result_file"].rsplit("/", 1)[1]
         result = self.follow(job_file, journal, result_file)
         cleanup = [job_file, watch_stamp(job_file), result_file] + ([journal] if own_journal else [])
-        # async_wrapper removes the module's directory only at its next watch, seconds after the job ended: the
-        # module arguments (credentials among them) go now, with the result read
-        if module_dir and "-tmp-" in module_dir and not C.DEFAULT_KEEP_REMOTE_FILES:
-            cleanup.append(module_dir)
         try:
-            self.action.shell("rm -rf %s" % " ".join(shlex.quote(p) for p in cleanup))
+            self.action.shell("rm -f %s" % " ".join(shlex.quote(p) for p in cleanup))
         except AnsibleConnectionFailure:
             pass
         return result
 
-    def follow(self, job_file, journal, result_file=None):
+    def follow(self, job_file, journal, result_file):
         """Ask the node for news until the job is done; the module's result (or why it could not be had)."""
         lost_since = lost_at = None
         started = time.monotonic()
@@ -194,7 +166,7 @@ class Watch(object):
                                     "on the node): %s" % (self.node, self.grace, exc))
                 if now - lost_since >= self.grace:
                     return {"failed": True, "unreachable_during_run": True, "unreachable_since": lost_at,
-                            "msg": "%s was unreachable for %d s while its models ran (its async job %s may still "
+                            "msg": "%s was unreachable for %d s while its models ran (its job %s may still "
                                    "run there and write its rows to the node's CSV): %s"
                                    % (self.node, now - lost_since, job_file, exc)}
                 time.sleep(min(RETRY_SECONDS, max(self.grace - (now - lost_since), 0.1)))
@@ -205,25 +177,40 @@ class Watch(object):
             head, state = split_watch_output(out)
             self.show(head)
             if not state.strip():
-                return {"failed": True, "msg": "The async job of madengine_run on %s is gone (%s does not exist)."
+                return {"failed": True, "msg": "The job of madengine_run on %s is gone (%s does not exist)."
                                                % (self.node, job_file)}
             if not job_running(state):
-                display.vv("%s: the async job ended; %d requests for news" % (self.node, self.polls))
+                display.vv("%s: the job ended; %d requests for news" % (self.node, self.polls))
                 return self.ended(job_file, result_file)
 
     def ended(self, job_file, result_file):
-        """The module's result from its result_file (one shell command); when the module could not write it (a crash,
-        a kill), what async_wrapper recorded of the job, read as Ansible reads it."""
-        if not result_file:
-            return self.action.job_result(job_file, self.task_vars)
+        """The module's result from its result_file (one shell command); when there is none, why, from the job file."""
         try:
             handed = json.loads(self.action.shell("cat %s 2>/dev/null || :" % shlex.quote(result_file)))
             result, warnings = handed["result"], handed["warnings"]
         except (ValueError, KeyError, TypeError, AnsibleConnectionFailure):
-            return self.action.job_result(job_file, self.task_vars)
+            return self.without_result(job_file, result_file)
         for message in warnings:
             display.warning(message)
         return result
+
+    def without_result(self, job_file, result_file):
+        """A failed result saying why the job handed no result over: what its job file says, or that its process
+        vanished (killed, or the node restarted); the rows of the models it finished are in the node's CSV."""
+        try:
+            state = json.loads(self.action.shell("cat %s 2>/dev/null || :" % shlex.quote(job_file)))
+        except (ValueError, AnsibleConnectionFailure):
+            state = None
+        state = state if isinstance(state, dict) else {}
+        if state.get("failed") and state.get("msg"):
+            return {"failed": True, "msg": "madengine_run on %s: %s" % (self.node, state["msg"])}
+        if state.get("finished"):
+            why = "its result file %s could not be read" % result_file
+        else:
+            why = "its process%s is gone (killed, or the node restarted)" % (
+                " %s" % state["pid"] if state.get("pid") else "")
+        return {"failed": True, "msg": "madengine_run on %s ended without a result: %s; the rows of the models it "
+                                       "finished are in the node's CSV." % (self.node, why)}
 
     def show(self, text):
         """Show the complete lines of ``text`` (the journal from the offset), move the offset past them; any?"""

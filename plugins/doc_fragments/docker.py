@@ -8,7 +8,7 @@ from __future__ import annotations
 
 class ModuleDocFragment(object):
 
-    # Connection to the Docker engine; matches DOCKER_COMMON_ARGS in module_utils/benchmark/docker_client.py.
+    # Connection to the Docker engine; matches DOCKER_COMMON_ARGS in module_utils/benchmark/docker_args.py.
     DOCUMENTATION = r"""
 options:
   docker_host:

@@ -489,7 +489,7 @@ images:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.docker_client import DOCKER_COMMON_ARGS
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.docker_args import DOCKER_COMMON_ARGS
 from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.madengine_build_task import run
 
 

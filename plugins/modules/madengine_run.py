@@ -57,8 +57,9 @@ attributes:
   action:
     support: full
     details:
-      - The action plugin starts the node's run as an async job and shows its progress journal (see O(progress_file))
-        until the job ends, then reads the job's result; a node unreachable during the run is retried for
+      - The action plugin starts the node's run in the background (see O(job_file)) and shows its progress journal
+        (see O(progress_file)) until the run ends, then reads its result; a node unreachable during the run is
+        retried for
         O(unreachable_timeout) seconds (the job goes on meanwhile, its rows are kept in O(output)) before the task
         fails.
   async:
@@ -205,14 +206,13 @@ options:
       - Append the run's progress to this file as it goes, one JSON object a line - C(plan) (the models to run),
         then C(start) and C(end) of each model (C(model), C(status), C(elapsed), C(rows), C(done) of C(total), the
         path of its C(log)) - so that it can be followed while the models run (C(tail -f)).
-      - When the task runs without async and not in check mode, the action plugin runs the module as an async job on
-        the node with a journal of its own in the node's async directory and shows each of its lines on the
-        controller (in a terminal and in AWX job output, at default verbosity) within about a second of its
-        writing. Each request for news waits on the node (a check every 0.1 s during the job's first 30 s, every
-        0.5 s after, for up to 5 s) and returns as soon as
-        there are new lines or the job has ended, so a node costs one round trip per news and one per 5 s of a
-        quiet model, and no connection stays open while a model runs; it sets this option then, unless it is
-        given.
+      - When the task runs without async and not in check mode, the action plugin runs the module in the background
+        on the node (O(job_file)) with a journal of its own in the node's async directory and shows each of its
+        lines on the controller (in a terminal and in AWX job output, at default verbosity) within about a second
+        of its writing. Each request for news waits on the node (a check every 0.1 s during the job's first 30 s,
+        every 0.5 s after, for up to 5 s) and returns as soon as there are new lines or the job has ended, so a
+        node costs one round trip per news and one per 5 s of a quiet model, and no connection stays open while a
+        model runs; it sets this option then, unless it is given.
     type: path
   logs_dest:
     description:
@@ -238,12 +238,23 @@ options:
       - Also write the module's result, with the warnings it gave, to this file (JSON, mode 0600) when it ends.
       - When the task runs without async and not in check mode, the action plugin sets it in the node's async
         directory, reads the result there with one shell command once the job has ended (no module call; when the
-        file is missing, as after a crash, it asks the async job as Ansible does) and removes it.
+        file is missing, O(job_file) says why - the run's error, or that its process is gone) and removes it.
+    type: path
+  job_file:
+    description:
+      - Run the models in the background - the module returns at once with C(job_file) and the C(pid) of a process
+        of its own that runs them, detached from the connection (a session of its own, standard
+        streams on /dev/null) - and keep this file as the job's state (JSON, mode 0600) - C(started) with the
+        C(pid) while it runs, C(finished) once it ended (with C(failed) and C(msg) when the run itself raised).
+        The result is handed over in O(result_file), which it needs.
+      - When the task runs without async and not in check mode, the action plugin sets it in the node's async
+        directory and follows the job with O(progress_file) (one module process per node), then removes the job's
+        files. A job whose process vanished (killed, or the node restarted) fails the task naming the node.
     type: path
   unreachable_timeout:
     description:
-      - Seconds the action plugin keeps trying a node that became unreachable while its models run (the async job
-        goes on on the node meanwhile) before it fails the task with RV(unreachable_since), the time the node was
+      - Seconds the action plugin keeps trying a node that became unreachable while its models run (the run goes on
+        on the node meanwhile) before it fails the task with RV(unreachable_since), the time the node was
         first lost. Not used with C(async) on the task, in check mode or with O(pull_only).
     type: float
     default: 600
@@ -418,6 +429,18 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+job_file:
+  description:
+    - The job's state file, as the node expanded its path (with O(job_file) only - the module returns at once and
+      the rest of the result is handed over in O(result_file) when the models have run).
+  returned: when O(job_file) is given
+  type: str
+  sample: /root/.ansible_async/madengine-job-3f2a9c1b7d0e.json
+pid:
+  description: The process on the node that runs the models (with O(job_file) only).
+  returned: when O(job_file) is given
+  type: int
+  sample: 48213
 results:
   description:
     - One row per result (a model with C(multiple_results) gives one row per CSV row, named C(<model>_<row model>)).
@@ -585,7 +608,7 @@ ansible_facts:
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback
 
-from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.docker_client import DOCKER_COMMON_ARGS
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.docker_args import DOCKER_COMMON_ARGS
 from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.madengine_run_task import run
 
 
@@ -613,6 +636,7 @@ def main():
         logs_dest=dict(type="path"),
         logs_max_size=dict(type="int", default=4194304),
         result_file=dict(type="path"),
+        job_file=dict(type="path"),
         unreachable_timeout=dict(type="float", default=600),
         skip_model_run=dict(type="bool", default=False),
         pull_only=dict(type="bool", default=False),
@@ -637,6 +661,7 @@ def main():
         mutually_exclusive=[("manifest_path", "manifest"), ("data_config", "data_providers"),
                             ("credential_file", "credentials")],
         required_one_of=[("manifest_path", "manifest")],
+        required_by={"job_file": "result_file"},
         supports_check_mode=True,
     )
     run(module)

@@ -15,11 +15,12 @@ import shutil
 import subprocess
 import sys
 
-import local_async_job
+import local_detached_run
 import pytest
 import yaml
 from conftest import COLLECTION_DIR, ansible_env
 from ee_image import ee_image, run_in
+from manifest_builder import manifest, simple
 from packaging.version import Version
 
 BIN = os.path.dirname(sys.executable)
@@ -157,18 +158,29 @@ def test_the_image_runs_as_an_execution_environment(image):
 
 @pytest.mark.docker
 @pytest.mark.slow
-def test_the_image_s_ansible_core_hands_the_watched_run_s_result_over_as_a_dict(image):
-    """madengine_run's action plugin follows a real async job with the image's ansible-core (Debian 12's Python
-    3.11 gets a release before 2.20, whose module-result parser returns a dict, not the result type of later
-    ones) and hands its result over as Ansible's own async_status reads it."""
-    script = os.path.join(os.path.dirname(os.path.abspath(local_async_job.__file__)), "local_async_job.py")
-    python = ["docker", "run", "--rm", "-v", "%s:/tmp/local_async_job.py:ro" % script, image, "python3"]
-    shown, out = local_async_job.run(python, "/tmp/async", "printf '%s\\n' "
-                                     "'{\"event\": \"plan\", \"total\": 1, \"models\": [\"dummy\"]}' "
-                                     ">> /tmp/async/journal; echo ran dummy; exit 3",
-                                     script="/tmp/local_async_job.py", timeout=300)
+def test_the_image_s_ansible_core_runs_madengine_run_in_the_background_and_hands_its_result_over_as_a_dict(
+        image, tmp_path):
+    """madengine_run's action plugin runs the image's collection's module in the background and follows it with the
+    image's ansible-core (Debian 12's Python 3.11 gets a release before 2.20, whose module-result parser returns a
+    dict, not the result type of later ones): a CPU node, a model built for AMD GPUs only (SKIPPED, no engine
+    needed), its progress shown, its result a dict, no file of the job or of the module left."""
+    script = os.path.join(os.path.dirname(os.path.abspath(local_detached_run.__file__)), "local_detached_run.py")
+    (tmp_path / "args.json").write_text(json.dumps({
+        "manifest": manifest(simple("dummy", vendor="AMD")), "tags": ["dummy"], "gpu_vendor": "NONE",
+        "docker_host": "unix:///nonexistent/docker.sock", "results_dir": "/tmp/results", "run_id": "ee-run",
+        "node_name": "node-1"}))
+    os.chmod(tmp_path, 0o755)
+    os.chmod(tmp_path / "args.json", 0o644)
+    python = ["docker", "run", "--rm", "-v", "%s:/tmp/local_detached_run.py:ro" % script,
+              "-v", "%s:/tmp/args.json:ro" % (tmp_path / "args.json"), "-e", "TMPDIR=/tmp/system",
+              "-e", "ANSIBLE_REMOTE_TMP=/tmp/remote", image, "sh", "-c",
+              'mkdir -p /tmp/system && python3 "$@"; rc=$?; sleep 1; ls -A /tmp/system /tmp/remote 2>/dev/null | '
+              'grep -v "^/tmp\\|^$" >&2 && exit 9; exit $rc', "sh"]
+    shown, out, left = local_detached_run.run(python, "/tmp/async", "/tmp/args.json",
+                                              script="/tmp/local_detached_run.py", timeout=300)
     assert out["type"] == "dict", out
     result = out["result"]
-    assert result["failed"] and result["rc"] == 3 and result["stdout"] == "ran dummy", result
-    assert not set(result) & {"ansible_job_id", "started", "finished", "results_file"}, sorted(result)
-    assert shown == ["node-1: 1 model(s) to run: dummy"]
+    assert not result.get("failed"), result
+    assert [(row["model"], row["status"]) for row in result["results"]] == [("dummy", "SKIPPED")], result
+    assert shown[0] == "node-1: 1 model(s) to run: dummy" and shown[-1].startswith("node-1: [1/1 done] dummy SKIPPED")
+    assert left == []

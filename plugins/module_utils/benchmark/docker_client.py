@@ -25,8 +25,9 @@ import tarfile
 import time
 import traceback
 
-from ansible.module_utils.basic import env_fallback, missing_required_lib
+from ansible.module_utils.basic import missing_required_lib
 
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.docker_args import DEFAULT_DOCKER_HOST
 from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError
 
 # What pip installs. Older releases work too, with the HTTP libraries they were made for (sdk_problem): Debian 12's
@@ -73,22 +74,6 @@ except ImportError:  # pragma: no cover - urllib3 comes with the SDK
 # What a streamed response can raise when the connection stalls or drops.
 _STREAM_ERRORS = (RequestException, Urllib3Error, OSError)
 
-
-DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
-
-# Connection options shared by every module that talks to Docker; documented by the
-# rocm.madengine.docker doc fragment.  Prefixed with docker_ so they never clash with a module's
-# own options (madengine_run has its own `timeout`).
-DOCKER_COMMON_ARGS = dict(
-    docker_host=dict(type="str", default=DEFAULT_DOCKER_HOST, fallback=(env_fallback, ["DOCKER_HOST"])),
-    docker_timeout=dict(type="int", default=60, fallback=(env_fallback, ["DOCKER_TIMEOUT"])),
-    docker_api_version=dict(type="str", default="auto", fallback=(env_fallback, ["DOCKER_API_VERSION"])),
-    docker_tls=dict(type="bool", default=False, fallback=(env_fallback, ["DOCKER_TLS"])),
-    docker_tls_verify=dict(type="bool", default=False, fallback=(env_fallback, ["DOCKER_TLS_VERIFY"])),
-    docker_ca_path=dict(type="path"),
-    docker_client_cert=dict(type="path"),
-    docker_client_key=dict(type="path"),
-)
 
 # Labels every image built by the collection carries.
 LABEL_PREFIX = "org.rocm.madengine."

@@ -7,7 +7,7 @@
 
 """The progress journal of a node's run: one JSON object a line, written as the models start and end.
 
-The madengine_run action plugin reads it while the run goes on (the module runs as an async job) and
+The madengine_run action plugin reads it while the run goes on (the module runs as a background job) and
 shows each line on the controller; anyone can follow it on the node (``tail -f``).  The plugin reads it with
 ``watch_command``: one shell command that waits on the node for news (a new line, or the job's end) and
 returns as soon as there is some, so a node costs one round trip per news and one every few seconds of a
@@ -26,8 +26,10 @@ import time
 
 # separates the journal's new lines from the job's state in what watch_command prints
 WATCH_MARK = "--madengine-job-state--"
-# the start of an async job's state file while the job runs (async_wrapper's {"started": 1, "finished": 0, ...})
+# the start of a job's state file while the job runs ({"started": 1, "finished": 0, "pid": N}, detached.job_state)
 RUNNING_STATE = '{"started"'
+# what watch_command prints for the state of a job whose file says it runs while its process is gone (killed)
+LOST_STATE = '{"lost": 1}'
 
 
 class ProgressJournal(object):
@@ -77,7 +79,7 @@ def parse_lines(text):
 
 
 def watch_command(journal, job_file, offset, wait_seconds, step_seconds, settle_seconds):
-    """A POSIX shell command (no Python, no module) that waits on the node for news of an async job.
+    """A POSIX shell command (no Python, no module) that waits on the node for news of a background job.
 
     Unless the job has ended or the journal has grown past ``offset`` bytes already, it waits up to
     ``wait_seconds`` for either, checking every ``step_seconds`` whether the journal or the job's state file is
@@ -86,7 +88,9 @@ def watch_command(journal, job_file, offset, wait_seconds, step_seconds, settle_
     job's state file (enough to tell a running job from an ended one; the result, which may be large, is read
     once, at the end).  News waits ``settle_seconds`` more, so that lines written together (a model's end and the
     next one's start, the last end and the job's result) come in one answer.  The state is read before the
-    journal: a job seen ended has written all its lines.  ``split_watch_output`` takes the answer apart;
+    journal: a job seen ended has written all its lines.  A state file that says the job runs (with the
+    ``pid`` of its process) while /proc has no such process, or only its zombie, is printed as ``LOST_STATE``: the
+    job was killed before it could say it ended.  ``split_watch_output`` takes the answer apart;
     ``watch_stamp`` names the stamp, for the cleanup.
     """
     steps = max(round(float(wait_seconds) / float(step_seconds)), 0)
@@ -97,9 +101,14 @@ def watch_command(journal, job_file, offset, wait_seconds, step_seconds, settle_
             "n=$((n - 1)); sleep %(step)s 2>/dev/null || sleep 1; done; "
             "if [ \"$n\" -gt 0 ]; then sleep %(settle)s 2>/dev/null; fi; "
             "s=$(head -c 64 \"$f\" 2>/dev/null); fi; "
+            "case $s in %(running)s*) p=${s##*pid\\\":}; p=${p# }; p=${p%%%%[!0-9]*}; "
+            "if [ -n \"$p\" ] && [ -d /proc/self ]; then q=; { read -r q <\"/proc/$p/stat\"; } 2>/dev/null; "
+            "case ${q##*) } in ''|Z*|X*) s=$(head -c 64 \"$f\" 2>/dev/null); "
+            "case $s in %(running)s*) s=%(lost)s ;; esac ;; esac; fi ;; esac; "
             "tail -c +%(start)d \"$j\" 2>/dev/null; printf '\\n%(mark)s\\n'; printf '%%s' \"$s\""
             % {"journal": shlex.quote(journal), "job": shlex.quote(job_file),
                "stamp": shlex.quote(watch_stamp(job_file)), "steps": steps, "running": shlex.quote(RUNNING_STATE),
+               "lost": shlex.quote(LOST_STATE),
                "offset": int(offset), "start": int(offset) + 1, "settle": "%g" % settle_seconds,
                "step": "%g" % step_seconds, "mark": WATCH_MARK})
 
@@ -116,5 +125,5 @@ def split_watch_output(text):
 
 
 def job_running(state):
-    """Whether an async job's state file (as watch_command printed it) says the job still runs."""
+    """Whether a job's state file (as watch_command printed it) says the job still runs."""
     return state.startswith(RUNNING_STATE)

@@ -1,26 +1,30 @@
-"""madengine_run's action plugin following a node's async job: round trips, progress latency, terminal line ends,
-a connection that drops while a model runs and a node that stays lost.
+"""madengine_run's action plugin following a node's background job: round trips, progress latency, terminal line
+ends, a connection that drops while a model runs, a node that stays lost, a job killed on the node; and the real
+module run in the background by the plugin as ansible-core runs it.
 
 The tests with a node use a real one: the plugin's requests for news run in /bin/sh on files that a job of this
-test writes as madengine_run's async job does (the journal through ProgressJournal, the state file replaced as
-async_wrapper replaces it)."""
+test writes as madengine_run's background job does (the journal through ProgressJournal, the job file replaced as
+detached.run_detached replaces it, the result handed over in the result file)."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
-import shlex
+import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 from types import SimpleNamespace
 
-import local_async_job
+import local_detached_run
 import pytest
 from ansible.module_utils import _internal
+from manifest_builder import manifest, simple
 
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.detached import job_state
 from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.progress import (
     WATCH_MARK,
     ProgressJournal,
@@ -28,7 +32,8 @@ from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.progress 
     parse_lines,
 )
 
-RUNNING = json.dumps({"started": 1, "finished": 0, "ansible_job_id": "j1.1"})
+RUNNING = job_state(os.getpid())  # this test's process: alive while the test runs
+FINISHED = json.dumps({"finished": 1})
 PROGRESS_WITHIN_S = 10.0  # the issue's bound on a model's start or end being shown
 
 
@@ -67,7 +72,7 @@ class Replies(object):
     """A node that answers each request with the next of ``outputs`` (an exception is raised)."""
 
     def __init__(self, plugin, outputs, args=None):
-        self.plugin, self.outputs, self.commands, self.last, self.read = plugin, list(outputs), [], "", None
+        self.plugin, self.outputs, self.commands = plugin, list(outputs), []
         self._task = SimpleNamespace(args=args or {})
 
     def shell(self, command):
@@ -76,13 +81,12 @@ class Replies(object):
         if isinstance(out, Exception):
             raise out
         connection = SimpleNamespace(_low_level_execute_command=lambda *a, **k: {"stdout": out})
-        self.last = self.plugin.ActionModule.shell(connection, command)
-        return self.last
+        return self.plugin.ActionModule.shell(connection, command)
 
-    def job_result(self, job_file, task_vars):
-        """The result the last answer carried in the job's state (the plugin reads it with async_status)."""
-        self.read = job_file
-        return json.loads(self.last.rpartition(mark())[2])
+
+def handed_over(result, warnings=()):
+    """The result file's text as the module writes it (madengine_run_task.hand_over)."""
+    return json.dumps({"result": result, "warnings": list(warnings)})
 
 
 class ShellNode(object):
@@ -103,28 +107,28 @@ class ShellNode(object):
         self.requests.append((started, time.monotonic() - started))
         return proc.stdout
 
-    def job_result(self, job_file, task_vars):
-        """The result in the job's file (the plugin reads it with async_status)."""
-        with open(job_file) as handle:
-            return json.load(handle)
-
 
 class Job(object):
-    """An async job of madengine_run on ``tmp_path``: models of the given seconds, journal lines when they start and
-    end, the state file replaced by the module's result at the end.  ``written``: (time, journal line) in order."""
+    """A background job of madengine_run on ``tmp_path``: models of the given seconds, journal lines when they start
+    and end, at the end the result (and ``warnings``) handed over in the result file (unless ``hand_over`` is false)
+    and the job file saying it finished.  ``written``: (time, journal line) in order."""
 
-    def __init__(self, tmp_path, seconds, startup=0.3):
-        self.job_file, self.journal = str(tmp_path / "j1.1"), str(tmp_path / "madengine-progress-1.jsonl")
+    def __init__(self, tmp_path, seconds, startup=0.3, warnings=(), hand_over=True):
+        self.job_file = str(tmp_path / "madengine-job-1.json")
+        self.journal = str(tmp_path / "madengine-progress-1.jsonl")
+        self.result_file = str(tmp_path / "madengine-result-1.json")
         self.seconds, self.startup, self.written = list(seconds), startup, []
+        self.warnings, self.hand_over = list(warnings), hand_over
         self.result = {"changed": True, "results": [{"model": "m%d" % i, "status": "SUCCESS"}
                                                     for i in range(len(self.seconds))]}
-        self.replace(RUNNING)
+        self.replace(self.job_file, RUNNING)
         self.thread = threading.Thread(target=self.run)
 
-    def replace(self, text):
-        with open(self.job_file + ".tmp", "w") as handle:
+    @staticmethod
+    def replace(path, text):
+        with open(path + ".tmp", "w") as handle:
             handle.write(text)
-        os.replace(self.job_file + ".tmp", self.job_file)
+        os.replace(path + ".tmp", path)
 
     def write(self, journal, event, **fields):
         journal.write(event, **fields)
@@ -139,14 +143,16 @@ class Job(object):
             time.sleep(seconds)
             self.write(journal, "end", model="m%d" % index, status="SUCCESS", rows=1, elapsed=seconds,
                        done=index + 1, total=total)
-        time.sleep(0.1)  # the module's exit and async_wrapper's write
-        self.replace(json.dumps(self.result))
+        time.sleep(0.1)  # the hand-over's write
+        if self.hand_over:
+            self.replace(self.result_file, handed_over(self.result, self.warnings))
+        self.replace(self.job_file, FINISHED)
 
     def follow(self, plugin, node):
         watch = plugin.Watch(node, "node-1", {})
         self.thread.start()
         try:
-            return watch, watch.follow(self.job_file, self.journal)
+            return watch, watch.follow(self.job_file, self.journal, self.result_file)
         finally:
             self.thread.join()
 
@@ -169,8 +175,8 @@ def test_a_short_run_costs_a_few_round_trips_and_each_line_is_shown_as_it_happen
     assert result == job.result
     assert_each_line_shown_once_in_time(job, shown)
     # 7 lines in 4 bursts (plan and the first start, each end with the next start, the last end) and the job's end:
-    # 4-6 requests (a poll every 0.1-2 s took about 20 for such a run)
-    assert 4 <= watch.polls == len(node.requests) <= 6, node.requests
+    # 4-6 requests for news (a poll every 0.1-2 s took about 20 for such a run), then one for the result
+    assert 4 <= watch.polls == len(node.requests) - 1 <= 6, node.requests
     # a line waits on the node for its checks (0.1 s) and the lines written with it (0.1 s), not for a poll interval
     assert max(at - written for (written, _e), (at, _l) in zip(job.written, shown)) < 3.0, (job.written, shown)
 
@@ -223,116 +229,196 @@ def test_the_job_s_last_lines_are_shown_though_it_ends_between_the_checks(plugin
     job.thread.start()
     job.thread.join()
     watch = plugin.Watch(ShellNode(), "node-1", {})
-    assert watch.follow(job.job_file, job.journal) == job.result
+    assert watch.follow(job.job_file, job.journal, job.result_file) == job.result
     assert watch.polls == 1 and len(shown) == 5 and shown[-1][1] == "node-1: [2/2 done] m1 SUCCESS in 0.2 s (1 row)"
 
 
 def test_the_result_is_read_from_the_module_s_result_file_with_one_command_and_its_warnings_shown(
         plugin, tmp_path, shown, monkeypatch):
-    """The module hands its result and warnings over in result_file: one `cat`, no async_status module."""
+    """The module hands its result and warnings over in result_file: one `cat` after the job's end, no module."""
     warned = []
     monkeypatch.setattr(plugin.display, "warning", warned.append)
-    job = Job(tmp_path, [0.2])
-    result_file = tmp_path / "madengine-result-1.json"
-    handed = {"changed": True, "results": [{"model": "m0", "status": "SUCCESS"}], "ansible_facts": {}}
-    result_file.write_text(json.dumps({"result": handed, "warnings": ["The context key 'docker_gpus' is ignored"]}))
+    job = Job(tmp_path, [0.2], warnings=["The context key 'docker_gpus' is ignored"])
     node = ShellNode()
-    node.job_result = None  # the async job is not asked
-    watch = plugin.Watch(node, "node-1", {})
-    job.thread.start()
-    try:
-        assert watch.follow(job.job_file, job.journal, str(result_file)) == handed
-    finally:
-        job.thread.join()
+    watch, result = job.follow(plugin, node)
+    assert result == job.result
     assert warned == ["The context key 'docker_gpus' is ignored"]
     assert len(node.requests) == watch.polls + 1
 
 
 @pytest.mark.parametrize("content", [None, "", '{"result": {"changed": tr', '["not", "a", "hand-over"]'])
-def test_without_a_readable_result_file_the_async_job_s_record_is_read(plugin, tmp_path, shown, content):
-    """A module that crashed or was killed wrote no result_file (or part of one): what async_wrapper recorded."""
-    job = Job(tmp_path, [0.1], startup=0.0)
-    result_file = tmp_path / "madengine-result-1.json"
+def test_a_finished_job_without_a_readable_result_file_fails_the_task_naming_the_node_and_the_file(
+        plugin, tmp_path, shown, content):
+    job = Job(tmp_path, [0.1], startup=0.0, hand_over=False)
     if content is not None:
-        result_file.write_text(content)
+        Job.replace(job.result_file, content)
     job.thread.start()
     job.thread.join()
-    assert plugin.Watch(ShellNode(), "node-1", {}).follow(job.job_file, job.journal, str(result_file)) == job.result
+    assert plugin.Watch(ShellNode(), "node-1", {}).follow(job.job_file, job.journal, job.result_file) == {
+        "failed": True, "msg": "madengine_run on node-1 ended without a result: its result file %s could not be read; "
+                               "the rows of the models it finished are in the node's CSV." % job.result_file}
+
+
+def test_a_run_that_raised_in_the_background_fails_the_task_with_its_message(plugin, tmp_path, shown):
+    job = Job(tmp_path, [0.1], startup=0.0, hand_over=False)
+    job.thread.start()
+    job.thread.join()
+    Job.replace(job.job_file, json.dumps({"finished": 1, "failed": True, "msg": "The run failed on the node: boom"}))
+    assert plugin.Watch(ShellNode(), "node-1", {}).follow(job.job_file, job.journal, job.result_file) == {
+        "failed": True, "msg": "madengine_run on node-1: The run failed on the node: boom"}
+
+
+def test_a_job_whose_process_was_killed_fails_the_task_at_the_next_request_naming_the_node_and_the_process(
+        plugin, tmp_path, shown):
+    """The job file still says it runs, its process is gone from /proc: no waiting for a job that cannot end."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    job = Job(tmp_path, [60.0], hand_over=False)
+    Job.replace(job.job_file, job_state(dead.pid))
+    Job.replace(job.journal, '{"event": "plan", "total": 1, "models": ["m0"]}\n')
+    node = ShellNode()
+    watch = plugin.Watch(node, "node-1", {})
+    started = time.monotonic()
+    result = watch.follow(job.job_file, job.journal, job.result_file)
+    assert result == {"failed": True, "msg": "madengine_run on node-1 ended without a result: its process %d is gone "
+                                             "(killed, or the node restarted); the rows of the models it finished are "
+                                             "in the node's CSV." % dead.pid}
+    assert watch.polls == 1 and time.monotonic() - started < 3.0, node.requests
+    assert [line for _at, line in shown] == ["node-1: 1 model(s) to run: m0"]
 
 
 def test_a_terminal_s_crlf_line_ends_are_read_as_the_journal_s_and_the_job_is_followed_to_its_end(plugin, shown):
     journal = '{"event": "plan", "total": 1, "models": ["dummy"]}\n'
     done = json.dumps({"changed": True, "results": [{"model": "dummy", "status": "SUCCESS"}]})
     crlf = [(journal + mark() + RUNNING).replace("\n", "\r\n"), mark().replace("\n", "\r\n") + RUNNING,
-            (mark() + done).replace("\n", "\r\n")]
-    node = Replies(plugin, crlf)
+            (mark() + FINISHED).replace("\n", "\r\n"), done.replace("\n", "\r\n")]
+    node = Replies(plugin, [crlf[0], crlf[1], crlf[2], handed_over(json.loads(done))])
     watch = plugin.Watch(node, "node-1", {})
-    result = watch.follow("/a/job", "/a/journal")
+    result = watch.follow("/a/job", "/a/journal", "/a/result")
     assert result["results"] == [{"model": "dummy", "status": "SUCCESS"}]
     assert [line for _at, line in shown] == ["node-1: 1 model(s) to run: dummy"]
     # the offset counts the journal's bytes (LF), not the terminal's CR LF
     assert watch.offset == len(journal.encode("utf-8"))
-    assert "tail -c +%d " % (len(journal) + 1) in node.commands[-1]
+    assert "tail -c +%d " % (len(journal) + 1) in node.commands[-2]
     assert watch.polls == 3 and not node.outputs
-    assert node.read == "/a/job"
+    assert node.commands[-1] == "cat /a/result 2>/dev/null || :"
 
 
 def test_a_job_whose_state_file_is_gone_fails_the_task_naming_the_node_and_the_file(plugin, tmp_path, shown):
-    result = plugin.Watch(ShellNode(), "node-1", {}).follow(str(tmp_path / "gone"), str(tmp_path / "journal"))
-    assert result == {"failed": True, "msg": "The async job of madengine_run on node-1 is gone (%s does not exist)."
+    result = plugin.Watch(ShellNode(), "node-1", {}).follow(str(tmp_path / "gone"), str(tmp_path / "journal"),
+                                                            str(tmp_path / "result"))
+    assert result == {"failed": True, "msg": "The job of madengine_run on node-1 is gone (%s does not exist)."
                                              % (tmp_path / "gone")}
 
 
 def test_a_node_lost_for_its_unreachable_timeout_fails_the_task_with_the_time_it_was_first_lost(plugin, shown):
     refused = lost("ssh: connect to host 10.0.0.9 port 22: Connection refused")
     node = Replies(plugin, [mark() + RUNNING] + [refused] * 50, args={"unreachable_timeout": 0.3})
-    result = plugin.Watch(node, "node-1", {}).follow("/a/job", "/a/journal")
+    result = plugin.Watch(node, "node-1", {}).follow("/a/job", "/a/journal", "/a/result")
     assert result["failed"] and result["unreachable_during_run"], result
     assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", result["unreachable_since"]), result
-    assert result["msg"].startswith("node-1 was unreachable for 0 s while its models ran (its async job /a/job")
+    assert result["msg"].startswith("node-1 was unreachable for 0 s while its models ran (its job /a/job")
     assert "Connection refused" in result["msg"]
     assert len(node.commands) < 10  # tried again until the timeout, not for the default 10 minutes
 
 
 def test_a_node_back_within_its_unreachable_timeout_goes_on_to_the_job_s_result(plugin, shown, monkeypatch):
     monkeypatch.setattr(plugin, "RETRY_SECONDS", 0.1)
-    timed_out, done = lost("ssh: connection timed out"), mark() + json.dumps({"changed": True, "results": []})
-    node = Replies(plugin, [timed_out, timed_out, done], args={"unreachable_timeout": 30})
-    assert plugin.Watch(node, "node-1", {}).follow("/a/job", "/a/journal") == {"changed": True, "results": []}
+    timed_out, done = lost("ssh: connection timed out"), mark() + FINISHED
+    node = Replies(plugin, [timed_out, timed_out, done, handed_over({"changed": True, "results": []})],
+                   args={"unreachable_timeout": 30})
+    result = plugin.Watch(node, "node-1", {}).follow("/a/job", "/a/journal", "/a/result")
+    assert result == {"changed": True, "results": []}
     assert [line for _at, line in shown] == ["node-1: reachable again"] and not node.outputs
 
 
-# ---- a real async job, followed by the plugin as ansible-core runs it ------------------------------------------
+# ---- the real module, run in the background by the plugin as ansible-core runs it -----------------------------
 
-JOURNAL_LINES = [
-    {"event": "plan", "total": 1, "models": ["dummy"]},
-    {"event": "start", "model": "dummy", "index": 1, "total": 1},
-    {"event": "end", "model": "dummy", "status": "SUCCESS", "elapsed": 1.5, "rows": 1, "done": 1, "total": 1},
-]
+NO_ENGINE = "unix:///nonexistent/madci-docker.sock"
 
 
-def journal_command(exit_code):
-    """A shell command that writes a model's progress to the journal while it runs, prints and exits."""
-    lines = ["printf '%%s\\n' %s >> \"$ANSIBLE_ASYNC_DIR/journal\"" % shlex.quote(json.dumps(event))
-             for event in JOURNAL_LINES]
-    return "; ".join([lines[0], lines[1], "sleep 1", lines[2], "echo ran dummy", "echo a warning >&2",
-                      "exit %d" % exit_code])
+def cpu_node_args(tmp_path, vendor, **extra):
+    """The arguments file of madengine_run on a CPU node (gpu_vendor NONE) for a one-model manifest whose image is
+    built for ``vendor`` ('' for any)."""
+    args = {"manifest": manifest(simple("dummy", vendor=vendor)), "tags": ["dummy"], "gpu_vendor": "NONE",
+            "docker_host": NO_ENGINE, "results_dir": str(tmp_path / "results"), "run_id": "unit-run",
+            "node_name": "node-1"}
+    args.update(extra)
+    path = tmp_path / "args.json"
+    path.write_text(json.dumps(args))
+    return path
 
 
-@pytest.mark.parametrize("exit_code", [0, 3])
-def test_the_job_s_result_is_read_by_ansible_core_as_a_module_s_result_dict(tmp_path, exit_code):
-    """The plugin reads the finished job's result through ansible-core itself (its async_status module): a plain
-    dict whatever the release (2.19 parses a module's output into a dict, 2.20 on into another type), the
-    module's keys only, its progress shown as it ran."""
-    shown, out = local_async_job.run([sys.executable], tmp_path, journal_command(exit_code),
-                                     collections_path=os.environ["MADCI_INSTALLED"])
+def run_in_background(tmp_path, args_json):
+    """(lines shown, result, files left in the async directory, module files left: in the module's temporary
+    directory and, from the payload its process unpacked, in the system's)."""
+    remote_tmp, system_tmp = tmp_path / "remote-tmp", tmp_path / "system-tmp"
+    system_tmp.mkdir()
+    env = dict(os.environ, ANSIBLE_REMOTE_TMP=str(remote_tmp), TMPDIR=str(system_tmp))
+    shown, out, left = local_detached_run.run([sys.executable], tmp_path / "async", args_json,
+                                              collections_path=os.environ["MADCI_INSTALLED"], env=env)
     assert out["type"] == "dict", out
-    result = out["result"]
-    assert result["rc"] == exit_code and result["stdout"] == "ran dummy" and result["stderr"] == "a warning"
-    assert bool(result.get("failed")) == bool(exit_code), result
-    if exit_code:
-        assert "non-zero return code" in result["msg"], result
-    # what async_status adds is not the module's
-    assert not set(result) & {"ansible_job_id", "started", "finished", "results_file"}, sorted(result)
-    assert shown == ["node-1: 1 model(s) to run: dummy", "node-1: [1/1] dummy started",
-                     "node-1: [1/1 done] dummy SUCCESS in 1.5 s (1 row)"]
+    module_files = sorted(os.listdir(remote_tmp)) if remote_tmp.exists() else []
+    # the payload goes when the worker ends, just after it handed its result over
+    deadline = time.monotonic() + 10
+    while any("_payload_" in name for name in os.listdir(system_tmp)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return shown, out["result"], left, module_files + sorted(os.listdir(system_tmp))
+
+
+def test_the_real_module_runs_in_the_background_and_hands_its_rows_over_leaving_no_file(tmp_path):
+    """madengine_run started by its plugin: a process of its own runs the node's models (here one SKIPPED: its image
+    is built for AMD GPUs, the node has none), its journal is shown, its result reaches Ansible as a dict, and
+    neither the job's files nor the module's files (its arguments, the payload its worker imported) stay behind."""
+    shown, result, left, module_files = run_in_background(tmp_path, cpu_node_args(tmp_path, "AMD"))
+    assert not result.get("failed"), result
+    assert [(row["model"], row["status"]) for row in result["results"]] == [("dummy", "SKIPPED")], result
+    assert shown[0] == "node-1: 1 model(s) to run: dummy" and shown[-1].startswith("node-1: [1/1 done] dummy SKIPPED")
+    assert not set(result) & {"started", "finished", "job_file", "pid"}, sorted(result)
+    assert left == [] and module_files == [], (left, module_files)
+
+
+def test_a_run_that_fails_in_the_background_fails_the_task_with_the_reason_naming_the_engine(tmp_path):
+    """The failure happens in the detached worker (no engine at docker_host): it is handed over as the module's
+    failed result, as it would be without the background."""
+    _shown, result, left, module_files = run_in_background(tmp_path, cpu_node_args(tmp_path, ""))
+    assert result.get("failed") and "/nonexistent/madci-docker.sock" in result["msg"], result
+    assert left == [] and module_files == [], (left, module_files)
+
+
+def test_a_run_killed_on_the_node_fails_the_task_naming_the_node_instead_of_waiting_for_it(tmp_path):
+    """The worker waits on an engine that accepts and never answers; killed there, its job file still says it
+    runs: the plugin sees the process gone from the node and fails the task saying so."""
+    engine = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    engine.bind(str(tmp_path / "engine.sock"))
+    engine.listen(8)
+    killed, over = [], threading.Event()
+
+    def kill_the_worker():
+        while not over.is_set() and not killed:
+            for name in os.listdir(tmp_path / "async") if (tmp_path / "async").exists() else []:
+                if name.startswith("madengine-job-") and name.endswith(".json"):
+                    state = json.loads((tmp_path / "async" / name).read_text() or "{}")
+                    if state.get("pid"):
+                        time.sleep(0.5)  # inside its wait on the engine
+                        os.kill(state["pid"], signal.SIGKILL)
+                        killed.append(state["pid"])
+            time.sleep(0.1)
+
+    killer = threading.Thread(target=kill_the_worker)
+    killer.start()
+    try:
+        args = cpu_node_args(tmp_path, "", docker_host="unix://%s" % (tmp_path / "engine.sock"))
+        started = time.monotonic()
+        shown, result, left, _module_files = run_in_background(tmp_path, args)
+    finally:
+        over.set()
+        killer.join()
+        engine.close()
+    assert killed, "the worker's job file never named its process"
+    assert result == {"failed": True, "msg": "madengine_run on node-1 ended without a result: its process %d is gone "
+                                             "(killed, or the node restarted); the rows of the models it finished are "
+                                             "in the node's CSV." % killed[0]}
+    # seen at the request after the kill (a request waits at most 5 s on the node), not after a timeout
+    assert time.monotonic() - started < 30
+    assert left == [] and shown[0] == "node-1: 1 model(s) to run: dummy", (left, shown)
