@@ -25,8 +25,8 @@
    madengine_rebuild=always: discover, build without cache, push, run, merge, report.  Baseline in the
    same rounds: the same modules called in this process (madengine_discover, madengine_build with
    rebuild always and the registry, madengine_run, madengine_report), which is the work without
-   Ansible.  Target: the playbook takes at most 15.9 s, madengine 2.1's time for the same build and run
-   on the same kind of machine (behaviour spec section 12); the ratio to the baseline is printed.
+   Ansible; the ratio to it is printed (no target: benchmarks/overhead/bench_overhead.py times madengine 2.1
+   itself against benchmark.yml in the same run).
 
 Run with the installed collection (MADCI_INSTALLED, else /opt/madci/collections):
     /opt/madci/venv/bin/python benchmarks/fleet/bench_fleet.py [--rounds 3] [--nodes 4] [--model-seconds 3]
@@ -61,7 +61,6 @@ REGISTRY = os.environ.get("MADCI_REGISTRY", "localhost:5000")
 MAIN_ENGINE = "unix:///var/run/docker.sock"
 TARGET_SCALING = 1.15
 TARGET_CONTROLLER_CPU_PER_NODE = 0.53  # half of 1.06 s, the controller's CPU per further node with polls every 0.1-2 s
-MADENGINE_BUILD_RUN_S = 15.9  # the original tool, same 3 models, same kind of machine (behaviour spec section 12)
 SAMPLE_TAGS = ["dummy", "dummy_multi", "dummy2/model2:batch-size=32"]
 SAMPLE_ROWS = 6  # dummy, dummy_multi's four results, dummy2/model2
 
@@ -271,22 +270,17 @@ def main():
     print("  ansible-playbook rocm.madengine.benchmark %6.2f s   rounds %s" % (e2e, fmt(flow["playbook"])))
     print("  the same modules in-process (no Ansible)  %6.2f s   rounds %s  -> Ansible adds %.2f s (%.2fx)"
           % (bare, fmt(flow["modules"]), e2e - bare, e2e / bare))
-    print("  madengine 2.1 (reference, section 12)     %6.1f s   = %.1fx the playbook"
-          % (MADENGINE_BUILD_RUN_S, MADENGINE_BUILD_RUN_S / e2e))
     print("")
     ok_scaling = ratios[True] <= TARGET_SCALING
     ok_cpu = per_node[True] <= TARGET_CONTROLLER_CPU_PER_NODE
-    ok_e2e = e2e <= MADENGINE_BUILD_RUN_S
     print("target: %d nodes <= %.2fx 1 node (timed models): %s (%.2fx)"
           % (n, TARGET_SCALING, "PASS" if ok_scaling else "FAIL", ratios[True]))
     print("target: controller CPU per more node <= %.2f s (timed models): %s (%.2f s)"
           % (TARGET_CONTROLLER_CPU_PER_NODE, "PASS" if ok_cpu else "FAIL", per_node[True]))
-    print("target: end to end <= %.1f s (madengine 2.1, same work): %s (%.2f s)"
-          % (MADENGINE_BUILD_RUN_S, "PASS" if ok_e2e else "FAIL", e2e))
     if left:
         print("containers left behind: %s" % " ".join(left))
     print("load average at the end: %s" % " ".join("%.2f" % v for v in os.getloadavg()))
-    return 0 if ok_scaling and ok_cpu and ok_e2e and not left else 1
+    return 0 if ok_scaling and ok_cpu and not left else 1
 
 
 def fmt(values):
