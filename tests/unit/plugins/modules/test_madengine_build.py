@@ -354,7 +354,8 @@ def node(vendor, arch="", product=""):
     return {"gpu_vendor": vendor, "gpu_architecture": arch, "gpu_product": product, "source": "detected"}
 
 
-MI300X, H100 = node("AMD", "gfx942", "AMD Instinct MI300X"), node("NVIDIA", "H100", "NVIDIA H100 80GB HBM3")
+MI300X = node("AMD", "gfx942", "AMD Instinct MI300X")
+H100 = node("NVIDIA", "H100", "NVIDIA H100 80GB HBM3")
 MIXED = {"mi300x-01": MI300X, "mi300x-02": MI300X, "h100-01": H100, "h100-02": H100,
          "cpu-01": node("NONE"), "cpu-02": node("NONE")}
 
