@@ -140,10 +140,10 @@ def main():
           % (every, " ".join("%.2f" % t for t in times["all"]), options.models))
     print("  madengine_matrix shard   %6.2f s   rounds %s   (%d runs per node)"
           % (shard, " ".join("%.2f" % t for t in times["shard"]), -(-options.models // options.nodes)))
-    print("  ratio                    %6.2fx  (no fixed cost at all: %.2fx)"
+    print("  ratio                    %7.3fx  (no fixed cost at all: %.3fx)"
           % (ratio, float(-(-options.models // options.nodes)) / options.models))
     ok = ratio <= TARGET
-    print("target: shard <= %.2fx all: %s (%.2fx)" % (TARGET, "PASS" if ok else "FAIL", ratio))
+    print("target: shard <= %.2fx all: %s (%.3fx)" % (TARGET, "PASS" if ok else "FAIL", ratio))
     if left:
         print("containers left behind: %s" % " ".join(left))
     return 0 if ok and not left else 1

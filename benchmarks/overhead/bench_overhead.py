@@ -16,12 +16,13 @@ Each of them warm (nothing changed since the last run: images reused) and withou
 
 Targets: benchmark.yml at most 0.4x madengine, warm and without cache; a further model at most 0.3 s.
 Without the reference (a user's clone), it prints "reference not available", skips the comparison
-and checks the marginal target only.
+and checks the marginal target only; it then exits 3 (not 0) when that target is met, since the comparison
+targets were not checked.
 
     /opt/madci/venv/bin/python benchmarks/overhead/bench_overhead.py [--rounds 3] [--extra-models 5]
 
 Needs the Docker engine and registry of ci/setup-host.sh.  Everything it creates is removed.
-Exits 1 when a target is missed.
+Exits 1 when a target is missed, 3 when the madengine targets could not be checked (and the rest passed).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from _collection import ansible_env, leftover_containers, use_installed_collecti
 
 TARGET_RATIO = 0.4
 TARGET_MARGINAL_S = 0.3
+NOT_CHECKED = 3  # exit status: the comparison targets could not be checked here (ci/run-tests.sh reports it)
 ROWS = 5
 
 
@@ -257,7 +259,12 @@ def report(results, marginal, options, with_reference, left):
     print("  %.3f s per model   target <= %.1f s: %s" % (per_model, TARGET_MARGINAL_S, "PASS" if ok else "FAIL"))
     if left:
         print("containers left behind: %s" % " ".join(left))
-    return 0 if passed and not left else 1
+    if not (passed and not left):
+        return 1
+    if not with_reference:
+        print("targets against madengine 2.1: not checked (no reference)")
+        return NOT_CHECKED
+    return 0
 
 
 if __name__ == "__main__":
