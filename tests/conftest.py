@@ -8,12 +8,14 @@ MADCI_INSTALLED at a directory whose ansible_collections/rocm/madengine links to
 from __future__ import annotations
 
 import contextlib
+import glob
 import io
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -39,6 +41,9 @@ BASE_IMAGE = REGISTRY + "/mad-base:busybox"
 MAIN_ENGINE = "unix:///var/run/docker.sock"
 # The main engine's default bridge as this session found it (tests marked host_check run last and compare).
 HOST_DOCKER0_AT_START = os.path.exists("/sys/class/net/docker0")
+# Python's multiprocessing directories in the temporary directory as this session found them: a process killed with
+# one open leaves it behind (tests marked host_check compare).
+MULTIPROCESSING_DIRS_AT_START = frozenset(glob.glob(os.path.join(tempfile.gettempdir(), "pymp-*")))
 
 
 def pytest_collection_modifyitems(session, config, items):

@@ -15,16 +15,18 @@ docker0") until it is restarted.  Two checks:
 
 from __future__ import annotations
 
+import glob
 import ipaddress
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 
 import docker
 import pytest
-from conftest import BASE_IMAGE, HOST_DOCKER0_AT_START, MAIN_ENGINE
+from conftest import BASE_IMAGE, HOST_DOCKER0_AT_START, MAIN_ENGINE, MULTIPROCESSING_DIRS_AT_START
 from fleet_helpers import REPO, SCRIPT
 from node_engines import NodeEngine, start_engines
 
@@ -179,3 +181,11 @@ def test_the_host_docker0_and_default_bridge_work_after_the_suite(tmp_path):
     bridge = docker.APIClient(base_url=MAIN_ENGINE, version="auto").inspect_network("bridge")
     subnet = bridge["IPAM"]["Config"][0]["Subnet"]
     assert ipaddress.ip_interface(address).ip in ipaddress.ip_network(subnet)
+
+
+@pytest.mark.host_check
+def test_the_plays_the_suite_killed_left_nothing_in_the_temporary_directory():
+    """The suite kills plays on purpose (Ctrl-C, a cancelled AWX job); their leftovers belong in the tests' own
+    directories, never in the machine's temporary directory."""
+    left = set(glob.glob(os.path.join(tempfile.gettempdir(), "pymp-*"))) - MULTIPROCESSING_DIRS_AT_START
+    assert not left, "left in %s by processes of the suite: %s" % (tempfile.gettempdir(), sorted(left))

@@ -159,8 +159,9 @@ def _start_in_background(vm, tmp_path):
     args = _module_args(vm, ip_sources=["lease"], boot_timeout=120, retries=0)
     cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,", str(playbook),
            "-e", json.dumps({"args": args})]
-    proc = subprocess.Popen(cmd, env=ansible_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    # a killed play cannot clean its temporary files up: they stay in the test's directory, not in /tmp
+    proc = subprocess.Popen(cmd, env=ansible_env(TMPDIR=str(tmp_path)), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
     conn = libvirt.open(URI)
     try:
         deadline = time.monotonic() + 60

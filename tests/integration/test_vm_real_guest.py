@@ -341,7 +341,7 @@ def killed(site, tmp_path_factory):
     root = tmp_path_factory.mktemp("killed")
     inventory, dirs = write_inventory(site, root, {KEPT: ("docker", {})})
     name = vm_name(KEPT)
-    proc = start_in_background(inventory, {"madengine_tags": "dummy_slow"})
+    proc = start_in_background(inventory, {"madengine_tags": "dummy_slow"}, root)
     shell = None
     try:
         deadline = time.monotonic() + 900

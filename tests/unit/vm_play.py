@@ -40,12 +40,13 @@ def vm_cleanup(inventory, tmp_path, args=()):
     return vm_benchmark(inventory, playbook=str(playbook), args=args)
 
 
-def start_in_background(inventory, extra_vars):
-    """vm_benchmark in its own process group, as a terminal or AWX runs it."""
+def start_in_background(inventory, extra_vars, tmpdir):
+    """vm_benchmark in its own process group, as a terminal or AWX runs it; its temporary files in ``tmpdir`` (a play
+    that is killed cannot remove them)."""
     cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", inventory,
            "rocm.madengine.vm_benchmark", "-e", json.dumps(extra_vars)]
-    return subprocess.Popen(cmd, env=ansible_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    return subprocess.Popen(cmd, env=ansible_env(TMPDIR=str(tmpdir)), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def domains(conn, names):
