@@ -17,6 +17,15 @@ NOWHERE = {"ansible_connection": "ssh", "ansible_host": "192.0.2.1", "ansible_ss
            "ansible_ssh_common_args": "-o BatchMode=yes -o ConnectionAttempts=1"}
 
 
+def profile_play(tmp_path, rest):
+    """A play on every host whose task "Profile the node" calls gpu_info with ``rest`` (its arguments, then any
+    further lines of the play, indented to follow them)."""
+    playbook = tmp_path / "gpu_info.yml"
+    playbook.write_text("- hosts: all\n  gather_facts: false\n  tasks:\n    - name: Profile the node\n"
+                        "      rocm.madengine.gpu_info:" + rest)
+    return playbook
+
+
 def test_declared_nodes_are_profiled_on_the_controller_and_others_on_the_node(tmp_path):
     inventory = tmp_path / "inventory.json"
     inventory.write_text(json.dumps({"all": {"hosts": {
@@ -27,13 +36,7 @@ def test_declared_nodes_are_profiled_on_the_controller_and_others_on_the_node(tm
         "detect-1": dict(NOWHERE, vendor="AMD", arch="", detect=True),
         "local-1": {"ansible_connection": "local", "vendor": "NONE", "arch": "", "detect": True, "unnamed": True},
     }}}))
-    playbook = tmp_path / "gpu_info.yml"
-    playbook.write_text("""
-- hosts: all
-  gather_facts: false
-  tasks:
-    - name: Profile the node
-      rocm.madengine.gpu_info:
+    playbook = profile_play(tmp_path, """
         gpu_vendor: "{{ vendor }}"
         gpu_arch: "{{ arch }}"
         detect: "{{ detect }}"
@@ -65,13 +68,7 @@ def test_declared_nodes_are_profiled_on_the_controller_and_others_on_the_node(tm
 
 
 def test_bad_arguments_are_named_before_anything_runs(tmp_path):
-    playbook = tmp_path / "bad.yml"
-    playbook.write_text("""
-- hosts: all
-  gather_facts: false
-  tasks:
-    - name: Profile the node
-      rocm.madengine.gpu_info:
+    playbook = profile_play(tmp_path, """
         gpu_vendor: INTEL
         node_name: cpu-1
 """)
