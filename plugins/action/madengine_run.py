@@ -37,6 +37,7 @@ from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
 from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.progress import (
+    WATCH_MARK,
     describe,
     job_running,
     parse_lines,
@@ -45,6 +46,7 @@ from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.progress 
     watch_stamp,
 )
 from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.run_logs import keep_tails
+from ansible_collections.rocm.madengine.plugins.plugin_utils.on_controller import module_result, run_here, runs_here
 
 display = Display()
 
@@ -79,11 +81,13 @@ class ActionModule(ActionBase):
         result = super(ActionModule, self).run(tmp, task_vars)
         del tmp
         node = (task_vars or {}).get("inventory_hostname", "node")
-        if self._task.check_mode or self._task.async_val or self._task.args.get("pull_only"):
-            wrap_async = bool(self._task.async_val) and not self._connection.has_native_async
+        if self._task.async_val:
+            wrap_async = not self._connection.has_native_async
             result.update(self._execute_module(task_vars=task_vars, wrap_async=wrap_async))
             if not wrap_async:
                 self._remove_tmp_path(self._connection._shell.tmpdir)
+        elif self._task.check_mode or self._task.args.get("pull_only"):
+            result.update(module_result(self, task_vars, "madengine_run_task"))
         else:
             result.update(Watch(self, node, task_vars).run())
         return self.keep_logs(result, node)
@@ -99,7 +103,14 @@ class ActionModule(ActionBase):
 
     def start_job(self, module_args, task_vars):
         """Start the module with its job_file: it answers at once (started, job_file, pid) and runs on by itself. The
-        module's files (its arguments, credentials among them) go as soon as it answered."""
+        module's files (its arguments, credentials among them) go as soon as it answered. On the controller with its
+        own Python the job starts from this process instead (plugin_utils/on_controller.py)."""
+        if runs_here(self, task_vars):
+            from ansible_collections.rocm.madengine.plugins.module_utils.benchmark import madengine_run_task as task
+
+            started = run_here(self, task.ARGUMENT_SPEC, task.run, task.CONSTRAINTS, args=module_args)
+            if started is not None:
+                return started
         try:
             return self._execute_module(module_args=module_args, task_vars=task_vars)
         finally:
@@ -119,6 +130,7 @@ class Watch(object):
         self.polls = 0  # requests for news (round trips) while the job ran
         grace = action._task.args.get("unreachable_timeout")
         self.grace = UNREACHABLE_SECONDS if grace is None else float(grace)
+        self.cleaned = False  # the job's files are gone (removed with the reading of its result)
 
     def run(self):
         args = dict(self.action._task.args)
@@ -139,16 +151,20 @@ class Watch(object):
         job_dir = job_file.rsplit("/", 1)[0]
         journal = job_dir + "/" + args["progress_file"].rsplit("/", 1)[1] if own_journal else args["progress_file"]
         result_file = job_dir + "/" + args["result_file"].rsplit("/", 1)[1]
-        result = self.follow(job_file, journal, result_file)
-        cleanup = [job_file, watch_stamp(job_file), result_file] + ([journal] if own_journal else [])
+        cleanup = "rm -f %s" % " ".join(shlex.quote(p) for p in [job_file, watch_stamp(job_file), result_file]
+                                        + ([journal] if own_journal else []))
+        result = self.follow(job_file, journal, result_file, cleanup)
+        if self.cleaned:
+            return result
         try:
-            self.action.shell("rm -f %s" % " ".join(shlex.quote(p) for p in cleanup))
+            self.action.shell(cleanup)
         except AnsibleConnectionFailure:
             pass
         return result
 
-    def follow(self, job_file, journal, result_file):
-        """Ask the node for news until the job is done; the module's result (or why it could not be had)."""
+    def follow(self, job_file, journal, result_file, cleanup=None):
+        """Ask the node for news until the job is done; the module's result (or why it could not be had). ``cleanup``,
+        a command removing the job's files, goes with the reading of the result."""
         lost_since = lost_at = None
         started = time.monotonic()
         while True:
@@ -181,25 +197,36 @@ class Watch(object):
                                                % (self.node, job_file)}
             if not job_running(state):
                 display.vv("%s: the job ended; %d requests for news" % (self.node, self.polls))
-                return self.ended(job_file, result_file)
+                return self.ended(job_file, result_file, cleanup)
 
-    def ended(self, job_file, result_file):
-        """The module's result from its result_file (one shell command); when there is none, why, from the job file."""
+    def ended(self, job_file, result_file, cleanup=None):
+        """The module's result from its result_file; when there is none, why, from the job file. One shell command
+        reads both (and runs ``cleanup``)."""
         try:
-            handed = json.loads(self.action.shell("cat %s 2>/dev/null || :" % shlex.quote(result_file)))
+            out = self.action.shell("cat %s 2>/dev/null; printf '\\n%s\\n'; cat %s 2>/dev/null%s"
+                                    % (shlex.quote(result_file), WATCH_MARK, shlex.quote(job_file),
+                                       "; " + cleanup if cleanup else ""))
+        except AnsibleConnectionFailure:
+            out = ""
+        else:
+            self.cleaned = bool(cleanup)
+        handed, state = split_watch_output(out)
+        try:
+            handed = json.loads(handed)
             result, warnings = handed["result"], handed["warnings"]
-        except (ValueError, KeyError, TypeError, AnsibleConnectionFailure):
-            return self.without_result(job_file, result_file)
+        except (ValueError, KeyError, TypeError):
+            return self.without_result(state, result_file)
         for message in warnings:
             display.warning(message)
         return result
 
-    def without_result(self, job_file, result_file):
-        """A failed result saying why the job handed no result over: what its job file says, or that its process
-        vanished (killed, or the node restarted); the rows of the models it finished are in the node's CSV."""
+    def without_result(self, state, result_file):
+        """A failed result saying why the job handed no result over: what its job file (``state``, its text) says,
+        or that its process vanished (killed, or the node restarted); the rows of the models it finished are in the
+        node's CSV."""
         try:
-            state = json.loads(self.action.shell("cat %s 2>/dev/null || :" % shlex.quote(job_file)))
-        except (ValueError, AnsibleConnectionFailure):
+            state = json.loads(state)
+        except ValueError:
             state = None
         state = state if isinstance(state, dict) else {}
         if state.get("failed") and state.get("msg"):

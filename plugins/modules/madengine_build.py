@@ -38,9 +38,19 @@ author:
   - ROCm madengine maintainers (@rocm)
 extends_documentation_fragment:
   - rocm.madengine.attributes
+  - rocm.madengine.attributes.ACTION_WORKER
   - rocm.madengine.attributes.ACTION_GROUP
   - rocm.madengine.docker
 attributes:
+  action:
+    support: full
+    details:
+      - On the controller with the controller's own Python (a local connection, the same interpreter, no C(become),
+        C(async) or task C(environment)), the action plugin of the same name runs the module's code in the task's
+        process instead of starting a module process; the arguments are checked and the result masked as the module
+        does. Any other host or interpreter runs the module.
+  async:
+    support: full
   action_group:
     membership:
       - rocm.madengine.docker
@@ -489,48 +499,15 @@ images:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.docker_args import DOCKER_COMMON_ARGS
-from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.madengine_build_task import run
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.madengine_build_task import (
+    ARGUMENT_SPEC,
+    CONSTRAINTS,
+    run,
+)
 
 
 def main():
-    argument_spec = dict(
-        mad_root=dict(type="path", required=True),
-        tags=dict(type="list", elements="str"),
-        models=dict(type="list", elements="dict"),
-        additional_context=dict(type="raw"),
-        additional_context_file=dict(type="path"),
-        registry=dict(type="str"),
-        credential_file=dict(type="path"),
-        credentials=dict(type="dict", no_log=True),
-        registry_username=dict(type="str"),
-        registry_password=dict(type="str", no_log=True),
-        manifest_path=dict(type="path"),
-        run_id=dict(type="str", default=""),
-        data_config=dict(type="path"),
-        log_dir=dict(type="path"),
-        summary_output=dict(type="path"),
-        rebuild=dict(type="str", choices=["never", "always"], default="never"),
-        target_archs=dict(type="list", elements="str", default=[]),
-        pull=dict(type="bool", default=True),
-        image_prefix=dict(type="str", default="ci-"),
-        labels=dict(type="dict", default={}),
-        build_network=dict(type="str", default="host"),
-        build_timeout=dict(type="int", default=0),
-        fail_on_error=dict(type="bool", default=True),
-        nodes=dict(type="dict", default={}),
-        matrix=dict(type="str", choices=["all", "shard"], default="all"),
-        durations=dict(type="dict", default={}),
-        reuse_manifest=dict(type="path"),
-    )
-    argument_spec.update(DOCKER_COMMON_ARGS)
-    module = AnsibleModule(
-        argument_spec=argument_spec,
-        mutually_exclusive=[("tags", "models"), ("credential_file", "credentials")],
-        required_one_of=[("tags", "models")],
-        required_together=[("registry_username", "registry_password")],
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True, **CONSTRAINTS)
     run(module)
 
 

@@ -41,7 +41,17 @@ author:
   - ROCm madengine maintainers (@rocm)
 extends_documentation_fragment:
   - rocm.madengine.attributes
+  - rocm.madengine.attributes.ACTION_WORKER
 attributes:
+  action:
+    support: full
+    details:
+      - On the controller with the controller's own Python (a local connection, the same interpreter, no C(become),
+        C(async) or task C(environment)), the action plugin of the same name runs the module's code in the task's
+        process instead of starting a module process; the arguments are checked and the result masked as the module
+        does. Any other host or interpreter runs the module.
+  async:
+    support: full
   check_mode:
     support: full
     details:
@@ -523,51 +533,15 @@ rerun_pairs:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.madengine_report_task import run
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.madengine_report_task import (
+    ARGUMENT_SPEC,
+    CONSTRAINTS,
+    run,
+)
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            results=dict(type="dict"),
-            hosts=dict(type="list", elements="str"),
-            models=dict(type="list", elements="raw", default=[]),
-            output_dir=dict(type="path"),
-            csv_name=dict(type="str", default="perf.csv"),
-            html_name=dict(type="str", default="perf.html"),
-            html=dict(type="bool", default=True),
-            title=dict(type="str", default="madengine results"),
-            run_id=dict(type="str"),
-            fill_missing=dict(type="bool", default=True),
-            host_errors=dict(type="dict", default={}),
-            unreachable=dict(type="dict", default={}),
-            previous_csv=dict(type="path"),
-            rerun_statuses=dict(type="list", elements="str", choices=["FAILURE", "TIMEOUT", "SKIPPED"],
-                                default=["FAILURE", "TIMEOUT"]),
-            max_failed=dict(type="int", default=20),
-            json_name=dict(type="str", default=""),
-            history=dict(type="bool", default=True),
-            results_db=dict(type="str", default="", no_log=True),
-            baseline_scope=dict(type="str", choices=["gpu_class", "node"], default="gpu_class"),
-            baseline_run=dict(type="str"),
-            baseline_csv=dict(type="path"),
-            thresholds=dict(type="dict", default={}, options=dict(
-                default=dict(type="float", default=5.0),
-                models=dict(type="dict", default={}),
-                gpu_architectures=dict(type="dict", default={}),
-            )),
-            metric_directions=dict(type="dict", default={}),
-            trend_runs=dict(type="int", default=10),
-            log_url=dict(type="str", default=""),
-            import_csv=dict(type="path"),
-            matrix=dict(type="str", choices=["all", "shard"], default="all"),
-            assignments=dict(type="dict"),
-            durations_from=dict(type="path"),
-        ),
-        required_one_of=[("results", "previous_csv", "import_csv", "durations_from")],
-        required_by=dict(results="output_dir", import_csv="output_dir"),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True, **CONSTRAINTS)
     run(module)
 
 

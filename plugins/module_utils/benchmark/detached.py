@@ -27,6 +27,9 @@ from ansible.module_utils.common.parameters import remove_values
 
 from ansible_collections.rocm.madengine.plugins.module_utils.common import MadengineError, atomic_write_text
 
+# the descriptors a worker closes (a higher one is not left open by anything that starts a module)
+MAX_FD = 65536
+
 
 def job_state(pid):
     """The job file's text while the worker ``pid`` runs (its start is ``progress.RUNNING_STATE``)."""
@@ -87,6 +90,9 @@ def _worker(module, work, job_file, writer, payload):
         devnull = os.open(os.devnull, os.O_RDWR)
         for stream in (0, 1, 2):
             os.dup2(devnull, stream)
+        # nothing of the process that started it stays open here (a connection's pipes, a controller's queues)
+        os.closerange(3, writer)
+        os.closerange(writer + 1, MAX_FD)
         atomic_write_text(job_file, job_state(os.getpid()), mode=0o600)
         os.write(writer, str(os.getpid()).encode("ascii"))
         os.close(writer)

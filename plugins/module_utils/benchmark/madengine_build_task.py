@@ -45,6 +45,7 @@ from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.discovery
     select,
     split_tags,
 )
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.docker_args import DOCKER_COMMON_ARGS
 from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.docker_client import (
     client_from_module,
     scrub,
@@ -75,6 +76,44 @@ from ansible_collections.rocm.madengine.plugins.module_utils.common import (
 MANIFEST_NAME = "build_manifest.json"
 DATA_NAME = "data.json"
 CREDENTIAL_NAME = "credential.json"
+
+
+# the module's options; its action plugin checks a task's arguments against them when it runs the task itself
+ARGUMENT_SPEC = dict(
+    mad_root=dict(type="path", required=True),
+    tags=dict(type="list", elements="str"),
+    models=dict(type="list", elements="dict"),
+    additional_context=dict(type="raw"),
+    additional_context_file=dict(type="path"),
+    registry=dict(type="str"),
+    credential_file=dict(type="path"),
+    credentials=dict(type="dict", no_log=True),
+    registry_username=dict(type="str"),
+    registry_password=dict(type="str", no_log=True),
+    manifest_path=dict(type="path"),
+    run_id=dict(type="str", default=""),
+    data_config=dict(type="path"),
+    log_dir=dict(type="path"),
+    summary_output=dict(type="path"),
+    rebuild=dict(type="str", choices=["never", "always"], default="never"),
+    target_archs=dict(type="list", elements="str", default=[]),
+    pull=dict(type="bool", default=True),
+    image_prefix=dict(type="str", default="ci-"),
+    labels=dict(type="dict", default={}),
+    build_network=dict(type="str", default="host"),
+    build_timeout=dict(type="int", default=0),
+    fail_on_error=dict(type="bool", default=True),
+    nodes=dict(type="dict", default={}),
+    matrix=dict(type="str", choices=["all", "shard"], default="all"),
+    durations=dict(type="dict", default={}),
+    reuse_manifest=dict(type="path"),
+)
+ARGUMENT_SPEC.update(DOCKER_COMMON_ARGS)
+CONSTRAINTS = dict(
+    mutually_exclusive=[("tags", "models"), ("credential_file", "credentials")],
+    required_one_of=[("tags", "models")],
+    required_together=[("registry_username", "registry_password")],
+)
 
 
 def run(module):

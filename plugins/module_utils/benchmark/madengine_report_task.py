@@ -34,6 +34,48 @@ from ansible_collections.rocm.madengine.plugins.module_utils.common import (
     write_if_changed,
 )
 
+# the module's options; its action plugin checks a task's arguments against them when it runs the task itself
+ARGUMENT_SPEC = dict(
+    results=dict(type="dict"),
+    hosts=dict(type="list", elements="str"),
+    models=dict(type="list", elements="raw", default=[]),
+    output_dir=dict(type="path"),
+    csv_name=dict(type="str", default="perf.csv"),
+    html_name=dict(type="str", default="perf.html"),
+    html=dict(type="bool", default=True),
+    title=dict(type="str", default="madengine results"),
+    run_id=dict(type="str"),
+    fill_missing=dict(type="bool", default=True),
+    host_errors=dict(type="dict", default={}),
+    unreachable=dict(type="dict", default={}),
+    previous_csv=dict(type="path"),
+    rerun_statuses=dict(type="list", elements="str", choices=["FAILURE", "TIMEOUT", "SKIPPED"],
+                        default=["FAILURE", "TIMEOUT"]),
+    max_failed=dict(type="int", default=20),
+    json_name=dict(type="str", default=""),
+    history=dict(type="bool", default=True),
+    results_db=dict(type="str", default="", no_log=True),
+    baseline_scope=dict(type="str", choices=["gpu_class", "node"], default="gpu_class"),
+    baseline_run=dict(type="str"),
+    baseline_csv=dict(type="path"),
+    thresholds=dict(type="dict", default={}, options=dict(
+        default=dict(type="float", default=5.0),
+        models=dict(type="dict", default={}),
+        gpu_architectures=dict(type="dict", default={}),
+    )),
+    metric_directions=dict(type="dict", default={}),
+    trend_runs=dict(type="int", default=10),
+    log_url=dict(type="str", default=""),
+    import_csv=dict(type="path"),
+    matrix=dict(type="str", choices=["all", "shard"], default="all"),
+    assignments=dict(type="dict"),
+    durations_from=dict(type="path"),
+)
+CONSTRAINTS = dict(
+    required_one_of=[("results", "previous_csv", "import_csv", "durations_from")],
+    required_by=dict(results="output_dir", import_csv="output_dir"),
+)
+
 
 def run(module):
     """The whole module after AnsibleModule: exit_json or fail_json."""

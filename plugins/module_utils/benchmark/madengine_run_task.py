@@ -16,9 +16,63 @@ waits for only parses its arguments and starts the worker.
 
 from __future__ import annotations
 
+from ansible.module_utils.common.parameters import env_fallback
+
 from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.credentials import document_secrets
 from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.detached import run_detached
+from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.docker_args import DOCKER_COMMON_ARGS
 from ansible_collections.rocm.madengine.plugins.module_utils.common import absolute_paths, mask_only
+
+# the module's options; its action plugin checks a task's arguments against them when it starts the run itself
+ARGUMENT_SPEC = dict(
+    manifest_path=dict(type="path"),
+    manifest=dict(type="dict"),
+    mad_root=dict(type="path"),
+    tags=dict(type="list", elements="str", default=[]),
+    additional_context=dict(type="raw"),
+    additional_context_file=dict(type="path"),
+    gpu_vendor=dict(type="str", choices=["auto", "AMD", "NVIDIA", "NONE"], default="auto"),
+    timeout=dict(type="int"),
+    results_dir=dict(type="path"),
+    output=dict(type="path"),
+    append=dict(type="bool", default=True),
+    pull=dict(type="str", choices=["always", "missing", "never"], default="missing"),
+    keep_alive=dict(type="bool", default=False),
+    keep_model_dir=dict(type="bool", default=False),
+    sys_env_details=dict(type="bool"),
+    tools_config=dict(type="path"),
+    catalogue_files=dict(type="dict"),
+    summary_output=dict(type="path"),
+    progress_file=dict(type="path"),
+    logs_dest=dict(type="path"),
+    logs_max_size=dict(type="int", default=4194304),
+    result_file=dict(type="path"),
+    job_file=dict(type="path"),
+    unreachable_timeout=dict(type="float", default=600),
+    skip_model_run=dict(type="bool", default=False),
+    pull_only=dict(type="bool", default=False),
+    disable_skip_gpu_arch=dict(type="bool", default=False),
+    host_root=dict(type="path", default="/"),
+    sysfs_root=dict(type="path", removed_in_version="1.0.0", removed_from_collection="rocm.madengine"),
+    dev_root=dict(type="path", removed_in_version="1.0.0", removed_from_collection="rocm.madengine"),
+    credential_file=dict(type="path"),
+    credentials=dict(type="dict", no_log=True),
+    data_config=dict(type="path"),
+    data_providers=dict(type="dict"),
+    force_mirror_local=dict(type="path"),
+    registry=dict(type="str"),
+    node_name=dict(type="str"),
+    deployment_type=dict(type="str", fallback=(env_fallback, ["MAD_DEPLOYMENT_TYPE"])),
+    vm_id=dict(type="str"),
+    run_id=dict(type="str"),
+)
+ARGUMENT_SPEC.update(DOCKER_COMMON_ARGS)
+CONSTRAINTS = dict(
+    mutually_exclusive=[("manifest_path", "manifest"), ("data_config", "data_providers"),
+                        ("credential_file", "credentials")],
+    required_one_of=[("manifest_path", "manifest")],
+    required_by={"job_file": "result_file"},
+)
 
 
 def run(module):

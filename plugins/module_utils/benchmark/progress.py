@@ -87,7 +87,7 @@ def watch_command(journal, job_file, offset, wait_seconds, step_seconds, settle_
     step starts is ``sleep``), and prints the journal from ``offset`` on, ``WATCH_MARK`` and the start of the
     job's state file (enough to tell a running job from an ended one; the result, which may be large, is read
     once, at the end).  News waits ``settle_seconds`` more, so that lines written together (a model's end and the
-    next one's start, the last end and the job's result) come in one answer.  The state is read before the
+    next one's start) come in one answer; a job seen ended needs no such wait.  The state is read before the
     journal: a job seen ended has written all its lines.  A state file that says the job runs (with the
     ``pid`` of its process) while /proc has no such process, or only its zombie, is printed as ``LOST_STATE``: the
     job was killed before it could say it ended.  ``split_watch_output`` takes the answer apart;
@@ -99,8 +99,9 @@ def watch_command(journal, job_file, offset, wait_seconds, step_seconds, settle_
             "if case $s in %(running)s*) true ;; *) false ;; esac && [ $((${z:-0} + 0)) -le %(offset)d ]; then "
             "while [ \"$n\" -gt 0 ] && ! [ \"$j\" -nt \"$t\" ] && ! [ \"$f\" -nt \"$t\" ]; do "
             "n=$((n - 1)); sleep %(step)s 2>/dev/null || sleep 1; done; "
-            "if [ \"$n\" -gt 0 ]; then sleep %(settle)s 2>/dev/null; fi; "
-            "s=$(head -c 64 \"$f\" 2>/dev/null); fi; "
+            "s=$(head -c 64 \"$f\" 2>/dev/null); "
+            "if [ \"$n\" -gt 0 ] && case $s in %(running)s*) true ;; *) false ;; esac; then "
+            "sleep %(settle)s 2>/dev/null; s=$(head -c 64 \"$f\" 2>/dev/null); fi; fi; "
             "case $s in %(running)s*) p=${s##*pid\\\":}; p=${p# }; p=${p%%%%[!0-9]*}; "
             "if [ -n \"$p\" ] && [ -d /proc/self ]; then q=; { read -r q <\"/proc/$p/stat\"; } 2>/dev/null; "
             "case ${q##*) } in ''|Z*|X*) s=$(head -c 64 \"$f\" 2>/dev/null); "

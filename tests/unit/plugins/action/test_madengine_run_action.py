@@ -89,6 +89,11 @@ def handed_over(result, warnings=()):
     return json.dumps({"result": result, "warnings": list(warnings)})
 
 
+def read_at_the_end(result):
+    """The node's answer to the command reading the result file and the job file of an ended job."""
+    return handed_over(result) + mark() + FINISHED
+
+
 class ShellNode(object):
     """A node whose requests run in /bin/sh; ``down`` (a callable) says when its connection fails."""
 
@@ -292,7 +297,7 @@ def test_a_terminal_s_crlf_line_ends_are_read_as_the_journal_s_and_the_job_is_fo
     done = json.dumps({"changed": True, "results": [{"model": "dummy", "status": "SUCCESS"}]})
     crlf = [(journal + mark() + RUNNING).replace("\n", "\r\n"), mark().replace("\n", "\r\n") + RUNNING,
             (mark() + FINISHED).replace("\n", "\r\n"), done.replace("\n", "\r\n")]
-    node = Replies(plugin, [crlf[0], crlf[1], crlf[2], handed_over(json.loads(done))])
+    node = Replies(plugin, [crlf[0], crlf[1], crlf[2], read_at_the_end(json.loads(done)).replace("\n", "\r\n")])
     watch = plugin.Watch(node, "node-1", {})
     result = watch.follow("/a/job", "/a/journal", "/a/result")
     assert result["results"] == [{"model": "dummy", "status": "SUCCESS"}]
@@ -301,7 +306,7 @@ def test_a_terminal_s_crlf_line_ends_are_read_as_the_journal_s_and_the_job_is_fo
     assert watch.offset == len(journal.encode("utf-8"))
     assert "tail -c +%d " % (len(journal) + 1) in node.commands[-2]
     assert watch.polls == 3 and not node.outputs
-    assert node.commands[-1] == "cat /a/result 2>/dev/null || :"
+    assert node.commands[-1] == "cat /a/result 2>/dev/null; printf '\\n%s\\n'; cat /a/job 2>/dev/null" % WATCH_MARK
 
 
 def test_a_job_whose_state_file_is_gone_fails_the_task_naming_the_node_and_the_file(plugin, tmp_path, shown):
@@ -325,7 +330,7 @@ def test_a_node_lost_for_its_unreachable_timeout_fails_the_task_with_the_time_it
 def test_a_node_back_within_its_unreachable_timeout_goes_on_to_the_job_s_result(plugin, shown, monkeypatch):
     monkeypatch.setattr(plugin, "RETRY_SECONDS", 0.1)
     timed_out, done = lost("ssh: connection timed out"), mark() + FINISHED
-    node = Replies(plugin, [timed_out, timed_out, done, handed_over({"changed": True, "results": []})],
+    node = Replies(plugin, [timed_out, timed_out, done, read_at_the_end({"changed": True, "results": []})],
                    args={"unreachable_timeout": 30})
     result = plugin.Watch(node, "node-1", {}).follow("/a/job", "/a/journal", "/a/result")
     assert result == {"changed": True, "results": []}
