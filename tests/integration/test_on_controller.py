@@ -14,7 +14,6 @@ import sys
 import textwrap
 
 import pytest
-
 from conftest import run_playbook
 
 pytestmark = pytest.mark.skipif(not os.environ.get("MADCI_INSTALLED"), reason="needs the installed collection")
