@@ -66,7 +66,8 @@ def test_anything_the_module_process_would_see_differently_runs_the_module(helpe
 
 
 def test_a_delegated_task_takes_the_delegated_host_s_interpreter(helpers):
-    assert helpers.runs_here(*action(interpreter="/bin/sh", delegate_to="localhost", delegated_interpreter=sys.executable))
+    assert helpers.runs_here(*action(interpreter="/bin/sh", delegate_to="localhost",
+                                     delegated_interpreter=sys.executable))
     assert not helpers.runs_here(*action(delegate_to="builder", delegated_interpreter="/bin/sh"))
     assert not helpers.runs_here(*action(delegate_to="builder", delegated_interpreter=None))
 
@@ -88,7 +89,8 @@ def test_the_task_gets_checked_params_and_its_result_is_masked_as_a_module_s(hel
     assert seen["params"]["count"] == 5 and seen["check"] is True
     assert seen["params"]["where"] == os.path.expanduser("~/out")  # type path, as AnsibleModule makes it
     assert seen["cwd"] == str(tmp_path) and os.getcwd() == here  # the playbook's directory, then back
-    assert result == {"changed": True, "echoed": "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER", "where": os.path.expanduser("~/out"), "count": [1, 2]}
+    assert result == {"changed": True, "echoed": "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER",
+                      "where": os.path.expanduser("~/out"), "count": [1, 2]}
     assert shown == ["the password is ********"]
 
 
