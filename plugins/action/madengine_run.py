@@ -8,8 +8,9 @@
 The module stays the worker. This plugin starts it on the node with a job file (its option job_file): the module
 answers at once and runs all the node's models in a process of its own, detached from the connection (one module
 process, no async_wrapper), with a progress journal beside the job file; then the plugin asks the node for news
-with one short shell command (no Python, no module) that waits on the node: it checks every 0.1 s during the
-job's first 30 s (short models end within a check of it), every 0.5 s after, for up to 5 s, and returns as
+with one short shell command (no Python, no module) that waits on the node: during the job's first 30 s it checks
+every 0.1 s for the first second of a wait (short models end within a check of it), then at pauses doubling up to
+0.5 s, and every 0.5 s after the first 30 s, for up to 5 s, and returns as
 soon as the journal has new lines or the job has ended. Each new line is shown
 with Display on the controller (default verbosity: in a terminal, and in AWX as the job's output; on
 stderr when the stdout callback writes a JSON document), within about a second of being written; a node
@@ -51,8 +52,9 @@ from ansible_collections.rocm.madengine.plugins.plugin_utils.on_controller impor
 display = Display()
 
 # each request for news waits on the node for up to WAIT_SECONDS, checking every FIRST_STEP_SECONDS during the
-# job's first FIRST_STEPS_FOR seconds and every STEP_SECONDS after (a long model loses nothing to a coarser
-# check, the node spares the processes); news waits SETTLE_SECONDS more for the lines written with it
+# job's first FIRST_STEPS_FOR seconds (for the first second of each wait, then at pauses doubling up to
+# STEP_SECONDS) and every STEP_SECONDS after (a long model loses nothing to a coarser check, the node spares the
+# processes); news waits SETTLE_SECONDS more for the lines written with it
 WAIT_SECONDS = 5.0
 FIRST_STEP_SECONDS = 0.1
 FIRST_STEPS_FOR = 30.0
@@ -172,7 +174,7 @@ class Watch(object):
             step = FIRST_STEP_SECONDS if time.monotonic() - started < FIRST_STEPS_FOR else STEP_SECONDS
             try:
                 out = self.action.shell(watch_command(journal, job_file, self.offset, WAIT_SECONDS, step,
-                                                      SETTLE_SECONDS))
+                                                      SETTLE_SECONDS, STEP_SECONDS))
             except AnsibleConnectionFailure as exc:
                 now = time.monotonic()
                 if lost_since is None:

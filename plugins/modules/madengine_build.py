@@ -248,6 +248,13 @@ options:
       - Seconds one image build may take; C(0) means no limit. A build that takes longer fails its model.
     type: int
     default: 0
+  build_parallel:
+    description:
+      - At most this many images are built and pushed at the same time, by the engine of the build host.
+      - V(1) builds them one after another, as madengine does. A value below 1 counts as 1.
+      - The results, the manifest and the logs are the same either way; the outcomes keep the order of the plan.
+    type: int
+    default: 4
   fail_on_error:
     description:
       - Fail the task at the end when any model failed to build or push.

@@ -503,6 +503,29 @@ def test_build_timeout_fails_the_model_quickly(api, module_runner, tmp_path):
     assert api.images(name=prefix("timeout") + "sleepy_sleepy.ubuntu") == []
 
 
+def test_images_build_at_the_same_time_up_to_build_parallel(api, module_runner, tmp_path):
+    """Three images whose build takes a second: with build_parallel 3 the builds overlap (the task takes less than
+    their durations added up), with 1 they follow each other; both give the same images in the plan's order."""
+    names = ["slow%d" % n for n in range(3)]
+    tree = ctx_tree(tmp_path / "mad", extra_models=[model(name, ["slow"], dockerfile="docker/slow") for name in names],
+                    dockerfiles={"docker/slow.ubuntu.Dockerfile": dockerfile({}, "RUN sleep 1")})
+    found = {}
+    for parallel in (3, 1):
+        started = time.monotonic()
+        result = build(module_runner, tree, "par%d" % parallel, tags=["slow"], rebuild="always",
+                       build_parallel=parallel, manifest_path=str(tmp_path / ("manifest-%d.json" % parallel)))
+        took = time.monotonic() - started
+        assert not result.failed, result.get("msg")
+        found[parallel] = (took, sum(image["build_duration"] for image in result["images"]), result)
+    for parallel, (_took, _added, result) in found.items():
+        assert [image["model"] for image in result["images"]] == names
+        assert result["built"] == [prefix("par%d" % parallel) + "%s_slow.ubuntu" % name for name in names]
+    took, added, _result = found[3]
+    assert added >= 3.0 and took < added - 0.8, (took, added)
+    took, added, _result = found[1]
+    assert took >= added, (took, added)
+
+
 # ---- registries: unreachable, authentication, secrets ------------------------------------------
 
 def test_unreachable_registry_is_named_and_nothing_is_built(api, module_runner, tmp_path):

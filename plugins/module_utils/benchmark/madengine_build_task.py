@@ -16,6 +16,7 @@ decision from :func:`build.decide`; check mode reads the previous manifest inste
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.build import (
     BUILD,
@@ -102,6 +103,7 @@ ARGUMENT_SPEC = dict(
     labels=dict(type="dict", default={}),
     build_network=dict(type="str", default="host"),
     build_timeout=dict(type="int", default=0),
+    build_parallel=dict(type="int", default=4),
     fail_on_error=dict(type="bool", default=True),
     nodes=dict(type="dict", default={}),
     matrix=dict(type="str", choices=["all", "shard"], default="all"),
@@ -413,7 +415,12 @@ class BuildTask(object):
                               warn=self.warn)
             if registry:
                 builder.check_registry(plans[0].registry_ref)
-            return [builder.run(plan) for plan in plans]
+            workers = min(max(self.params.get("build_parallel") or 1, 1), len(plans))
+            if workers == 1:
+                return [builder.run(plan) for plan in plans]
+            # the engine builds (and pushes) several images at once; the outcomes stay in the plans' order
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                return list(pool.map(builder.run, plans))
         finally:
             client.close()
 

@@ -30,6 +30,8 @@ WATCH_MARK = "--madengine-job-state--"
 RUNNING_STATE = '{"started"'
 # what watch_command prints for the state of a job whose file says it runs while its process is gone (killed)
 LOST_STATE = '{"lost": 1}'
+# a wait checks at its first step for this long (a short model's end is seen at once), then at growing pauses
+QUICK_CHECKS_FOR = 1.0
 
 
 class ProgressJournal(object):
@@ -78,11 +80,25 @@ def parse_lines(text):
     return events
 
 
-def watch_command(journal, job_file, offset, wait_seconds, step_seconds, settle_seconds):
+def wait_steps(wait_seconds, step_seconds, longest_step_seconds=None):
+    """The pauses between the checks of one wait: ``step_seconds`` for its first second, then each twice the one
+    before, up to ``longest_step_seconds`` (default: the same step throughout), ``wait_seconds`` in all."""
+    longest = max(float(longest_step_seconds or step_seconds), float(step_seconds))
+    steps, waited, step = [], 0.0, float(step_seconds)
+    while waited + 1e-9 < float(wait_seconds):
+        steps.append(step)
+        waited += step
+        if waited + 1e-9 >= QUICK_CHECKS_FOR:
+            step = min(step * 2, longest)
+    return steps
+
+
+def watch_command(journal, job_file, offset, wait_seconds, step_seconds, settle_seconds, longest_step_seconds=None):
     """A POSIX shell command (no Python, no module) that waits on the node for news of a background job.
 
     Unless the job has ended or the journal has grown past ``offset`` bytes already, it waits up to
-    ``wait_seconds`` for either, checking every ``step_seconds`` whether the journal or the job's state file is
+    ``wait_seconds`` for either, checking every ``step_seconds`` (after the first second, at pauses that double up to
+    ``longest_step_seconds``: ``wait_steps``) whether the journal or the job's state file is
     newer than a stamp it wrote first (``<job_file>.watch``: a check is a shell builtin, the only process a
     step starts is ``sleep``), and prints the journal from ``offset`` on, ``WATCH_MARK`` and the start of the
     job's state file (enough to tell a running job from an ended one; the result, which may be large, is read
@@ -93,12 +109,12 @@ def watch_command(journal, job_file, offset, wait_seconds, step_seconds, settle_
     job was killed before it could say it ended.  ``split_watch_output`` takes the answer apart;
     ``watch_stamp`` names the stamp, for the cleanup.
     """
-    steps = max(round(float(wait_seconds) / float(step_seconds)), 0)
-    return ("j=%(journal)s; f=%(job)s; t=%(stamp)s; n=%(steps)d; echo >\"$t\" 2>/dev/null; "
+    steps = " ".join("%g" % step for step in wait_steps(wait_seconds, step_seconds, longest_step_seconds))
+    return ("j=%(journal)s; f=%(job)s; t=%(stamp)s; n=0; echo >\"$t\" 2>/dev/null; "
             "s=$(head -c 64 \"$f\" 2>/dev/null); z=$(wc -c 2>/dev/null <\"$j\"); "
             "if case $s in %(running)s*) true ;; *) false ;; esac && [ $((${z:-0} + 0)) -le %(offset)d ]; then "
-            "while [ \"$n\" -gt 0 ] && ! [ \"$j\" -nt \"$t\" ] && ! [ \"$f\" -nt \"$t\" ]; do "
-            "n=$((n - 1)); sleep %(step)s 2>/dev/null || sleep 1; done; "
+            "for d in %(steps)s; do if [ \"$j\" -nt \"$t\" ] || [ \"$f\" -nt \"$t\" ]; then n=1; break; fi; "
+            "sleep \"$d\" 2>/dev/null || sleep 1; done; "
             "s=$(head -c 64 \"$f\" 2>/dev/null); "
             "if [ \"$n\" -gt 0 ] && case $s in %(running)s*) true ;; *) false ;; esac; then "
             "sleep %(settle)s 2>/dev/null; s=$(head -c 64 \"$f\" 2>/dev/null); fi; fi; "
@@ -111,7 +127,7 @@ def watch_command(journal, job_file, offset, wait_seconds, step_seconds, settle_
                "stamp": shlex.quote(watch_stamp(job_file)), "steps": steps, "running": shlex.quote(RUNNING_STATE),
                "lost": shlex.quote(LOST_STATE),
                "offset": int(offset), "start": int(offset) + 1, "settle": "%g" % settle_seconds,
-               "step": "%g" % step_seconds, "mark": WATCH_MARK})
+               "mark": WATCH_MARK})
 
 
 def watch_stamp(job_file):

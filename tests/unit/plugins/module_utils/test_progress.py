@@ -13,6 +13,7 @@ from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.progress 
     job_running,
     parse_lines,
     split_watch_output,
+    wait_steps,
     watch_command,
 )
 
@@ -79,3 +80,14 @@ def test_the_job_s_state_is_split_from_the_journal_and_a_terminal_s_cr_lf_read_a
     text = '{"event": "plan"}\r\n\r\n%s\r\n{"changed": true}' % WATCH_MARK
     assert split_watch_output(text) == ('{"event": "plan"}\n', '{"changed": true}')
     assert job_running('{"started": 1, "finished": 0}') and not job_running('{"failed": true}')
+
+
+def test_a_wait_checks_often_for_its_first_second_then_at_pauses_doubling_up_to_the_longest():
+    steps = wait_steps(5.0, 0.1, 0.5)
+    assert steps[:10] == [0.1] * 10 and steps[10:13] == [0.2, 0.4, 0.5]
+    assert set(steps[13:]) == {0.5} and abs(sum(steps) - 5.0) < 0.5
+    assert len(steps) < len(wait_steps(5.0, 0.1)) / 2  # fewer sleep processes on the node for a long model
+    assert wait_steps(5.0, 0.1) == [0.1] * 50  # no longest step: the same step throughout
+    assert wait_steps(2.0, 0.5, 0.5) == [0.5] * 4 and wait_steps(0, 0.1, 0.5) == []
+    assert "for d in 0.1 0.1 0.1 0.1 0.1 0.1 0.1 0.1 0.1 0.1 0.2 0.4 0.5 " in watch_command(
+        "/j", "/f", 0, 5.0, 0.1, 0.1, 0.5)
