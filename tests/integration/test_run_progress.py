@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -114,6 +115,45 @@ def test_each_model_start_and_end_show_live_with_the_count(tmp_path, main_api):
     assert len(run_task) == 1 and run_task[0] <= plan[0], log
     # the job's result file and journal were removed from the async directory
     assert not async_dir.exists() or os.listdir(async_dir) == [], os.listdir(async_dir)
+
+
+def test_a_job_stopped_on_the_node_fails_its_node_naming_the_process_and_the_play_goes_on(tmp_path, main_api):
+    """On a node that is the controller the job starts from the task's own process; stopped there with SIGTERM while
+    its slow model runs, it dies as a module's process would and nothing else does: the node's run fails naming the
+    process, the report still comes, and the play ends with the node failed."""
+    mad = catalogue(tmp_path)
+    inventory = inventory_file(tmp_path, mad)
+    async_dir = tmp_path / "async"
+    env = ansible_env(ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default", ANSIBLE_ASYNC_DIR=str(async_dir))
+    stopped = []
+
+    def stop_the_job(line):
+        if re.match(r"localhost: \[1/2\] slow_dummy started", line):
+            job = next(name for name in os.listdir(async_dir) if re.fullmatch(r"madengine-job-\w+\.json", name))
+            stopped.append(json.loads((async_dir / job).read_text())["pid"])
+            os.kill(stopped[0], signal.SIGTERM)
+
+    command = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", inventory,
+               "rocm.madengine.benchmark"]
+    try:
+        rc, lines = watch(command, env, str(tmp_path), stderr=subprocess.STDOUT, on_line=stop_the_job)
+    finally:
+        remove_run_containers(main_api)
+    log = "\n".join(line for _at, line in lines)
+    assert stopped and rc == 2, log
+    assert "Traceback" not in log
+    assert "madengine_run on localhost ended without a result: its process %d is gone" % stopped[0] in log, log
+    with open(tmp_path / "results" / "perf.csv", newline="") as handle:
+        rows = [(r["host"], r["model"], r["status"]) for r in csv.DictReader(handle)]
+    assert rows == [("localhost", "slow_dummy", "FAILURE"), ("localhost", "dummy", "FAILURE")], log
+    assert not async_dir.exists() or os.listdir(async_dir) == [], os.listdir(async_dir)
+
+
+def remove_run_containers(api):
+    """The containers of this session's runs (a stopped job leaves its model's container behind)."""
+    for container in api.containers(all=True, filters={"label": "org.rocm.madengine.image"}):
+        if PREFIX in container["Labels"]["org.rocm.madengine.image"]:
+            api.remove_container(container["Id"], force=True)
 
 
 def test_a_link_dropped_while_a_model_runs_loses_no_result(tmp_path, main_api):

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import sys
 
 from ansible.module_utils.common.parameters import remove_values
@@ -90,9 +91,13 @@ def _worker(module, work, job_file, writer, payload):
         devnull = os.open(os.devnull, os.O_RDWR)
         for stream in (0, 1, 2):
             os.dup2(devnull, stream)
-        # nothing of the process that started it stays open here (a connection's pipes, a controller's queues)
+        # nothing of the process that started it stays open here (a connection's pipes, a controller's queues), and
+        # a signal does what it does to a module's process (a controller's worker passes SIGTERM on to its group)
         os.closerange(3, writer)
         os.closerange(writer + 1, MAX_FD)
+        for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM):
+            signal.signal(signum, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         atomic_write_text(job_file, job_state(os.getpid()), mode=0o600)
         os.write(writer, str(os.getpid()).encode("ascii"))
         os.close(writer)
