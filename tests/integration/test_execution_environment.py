@@ -158,12 +158,15 @@ def test_the_image_runs_as_an_execution_environment(image):
 
 @pytest.mark.docker
 @pytest.mark.slow
+@pytest.mark.parametrize("way", ["here", "module"])
 def test_the_image_s_ansible_core_runs_madengine_run_in_the_background_and_hands_its_result_over_as_a_dict(
-        image, tmp_path):
+        image, tmp_path, way):
     """madengine_run's action plugin runs the image's collection's module in the background and follows it with the
     image's ansible-core (Debian 12's Python 3.11 gets a release before 2.20, whose module-result parser returns a
     dict, not the result type of later ones): a CPU node, a model built for AMD GPUs only (SKIPPED, no engine
-    needed), its progress shown, its result a dict, no file of the job or of the module left."""
+    needed), its progress shown, its result a dict, no file of the job or of the module left. Started from the
+    task's process (the image's Python is the task's interpreter) and as the module (another interpreter: a wrapper
+    around the same Python, which logs that it ran)."""
     script = os.path.join(os.path.dirname(os.path.abspath(local_detached_run.__file__)), "local_detached_run.py")
     (tmp_path / "args.json").write_text(json.dumps({
         "manifest": manifest(simple("dummy", vendor="AMD")), "tags": ["dummy"], "gpu_vendor": "NONE",
@@ -173,9 +176,14 @@ def test_the_image_s_ansible_core_runs_madengine_run_in_the_background_and_hands
     os.chmod(tmp_path / "args.json", 0o644)
     python = ["docker", "run", "--rm", "-v", "%s:/tmp/local_detached_run.py:ro" % script,
               "-v", "%s:/tmp/args.json:ro" % (tmp_path / "args.json"), "-e", "TMPDIR=/tmp/system",
-              "-e", "ANSIBLE_REMOTE_TMP=/tmp/remote", image, "sh", "-c",
-              'mkdir -p /tmp/system && python3 "$@"; rc=$?; sleep 1; ls -A /tmp/system /tmp/remote 2>/dev/null | '
-              'grep -v "^/tmp\\|^$" >&2 && exit 9; exit $rc', "sh"]
+              "-e", "ANSIBLE_REMOTE_TMP=/tmp/remote"] + (
+                  ["-e", "MADCI_MODULE_INTERPRETER=/tmp/python-wrapper"] if way == "module" else []) + [
+              image, "sh", "-c",
+              'mkdir -p /tmp/system && '
+              'printf "#!/bin/sh\\necho ran >/tmp/async/wrapper-used\\nexec python3 \\"\\$@\\"\\n" '
+              '>/tmp/python-wrapper && '
+              'chmod 755 /tmp/python-wrapper && python3 "$@"; rc=$?; sleep 1; '
+              'ls -A /tmp/system /tmp/remote 2>/dev/null | grep -v "^/tmp\\|^$" >&2 && exit 9; exit $rc', "sh"]
     shown, out, left = local_detached_run.run(python, "/tmp/async", "/tmp/args.json",
                                               script="/tmp/local_detached_run.py", timeout=300)
     assert out["type"] == "dict", out
@@ -183,4 +191,5 @@ def test_the_image_s_ansible_core_runs_madengine_run_in_the_background_and_hands
     assert not result.get("failed"), result
     assert [(row["model"], row["status"]) for row in result["results"]] == [("dummy", "SKIPPED")], result
     assert shown[0] == "node-1: 1 model(s) to run: dummy" and shown[-1].startswith("node-1: [1/1 done] dummy SKIPPED")
-    assert left == []
+    # nothing of the job is left; the wrapper's mark says the module ran through it (or that no module ran)
+    assert left == (["wrapper-used"] if way == "module" else []), left

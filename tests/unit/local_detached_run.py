@@ -5,7 +5,9 @@ ansible-core under test: it loads the plugin through ansible-core's plugin loade
 a madengine_run task of the arguments in the file ARGS_JSON, runs the task as Ansible does (the module answers at
 once and runs on detached, the plugin follows its journal and job file in ASYNC_DIR), prints the lines the plugin
 shows on stdout and, after a RESULT line, the result it hands to Ansible with what stayed in ASYNC_DIR, as JSON.
-Without COLLECTIONS_PATH, ansible-core's configured one is used (an execution environment's).
+Without COLLECTIONS_PATH, ansible-core's configured one is used (an execution environment's). The task's interpreter
+is this Python (the plugin starts the run from its own process, as on a node that is the controller), or
+MADCI_MODULE_INTERPRETER when set (the module runs, as on any other node).
 
 ``run([python], ...)`` runs it and returns (the lines shown, the result, the files left in ASYNC_DIR).
 """
@@ -47,7 +49,10 @@ def main(async_dir, args_json, collections_path=None):
     connection = connection_loader.get("local", play_context, os.devnull)
     action = madengine_run.ActionModule(task, connection, play_context, loader, Templar(loader=loader),
                                         plugin_loaders)
-    task_vars = {"ansible_python_interpreter": sys.executable, "inventory_hostname": "node-1"}
+    # the controller's own Python starts the run from this process; another interpreter (MADCI_MODULE_INTERPRETER, a
+    # wrapper around the same Python) runs the module, as on a node that is not the controller
+    task_vars = {"ansible_python_interpreter": os.environ.get("MADCI_MODULE_INTERPRETER") or sys.executable,
+                 "inventory_hostname": "node-1"}
     result = action.run(task_vars=task_vars)
     sys.stdout.flush()
     print(RESULT_MARK)

@@ -354,16 +354,32 @@ def cpu_node_args(tmp_path, vendor, **extra):
     return path
 
 
-def run_in_background(tmp_path, args_json):
+@pytest.fixture(params=["here", "module"])
+def way(request, tmp_path):
+    """How the run starts: from the task's process (a node that is the controller, with its Python), or as the module
+    (another interpreter: a wrapper script around the same Python)."""
+    if request.param == "here":
+        return {}
+    wrapper = tmp_path / "python-wrapper"
+    wrapper.write_text('#!/bin/sh\nprintf "%%s\\n" "$*" >>%s.log\nexec %s "$@"\n' % (wrapper, sys.executable))
+    wrapper.chmod(0o755)
+    return {"MADCI_MODULE_INTERPRETER": str(wrapper)}
+
+
+def run_in_background(tmp_path, args_json, way):
     """(lines shown, result, files left in the async directory, module files left: in the module's temporary
     directory and, from the payload its process unpacked, in the system's)."""
     remote_tmp, system_tmp = tmp_path / "remote-tmp", tmp_path / "system-tmp"
     system_tmp.mkdir()
-    env = dict(os.environ, ANSIBLE_REMOTE_TMP=str(remote_tmp), TMPDIR=str(system_tmp))
+    env = dict(os.environ, ANSIBLE_REMOTE_TMP=str(remote_tmp), TMPDIR=str(system_tmp), **way)
     shown, out, left = local_detached_run.run([sys.executable], tmp_path / "async", args_json,
                                               collections_path=os.environ["MADCI_INSTALLED"], env=env)
     assert out["type"] == "dict", out
     module_files = sorted(os.listdir(remote_tmp)) if remote_tmp.exists() else []
+    started = way.get("MADCI_MODULE_INTERPRETER")
+    # the module ran through the other interpreter, or no module ran at all
+    assert ("AnsiballZ_madengine_run.py" in open(started + ".log").read()) if started else not os.path.exists(
+        str(tmp_path / "python-wrapper.log"))
     # the payload goes when the worker ends, just after it handed its result over
     deadline = time.monotonic() + 10
     while any("_payload_" in name for name in os.listdir(system_tmp)) and time.monotonic() < deadline:
@@ -371,11 +387,11 @@ def run_in_background(tmp_path, args_json):
     return shown, out["result"], left, module_files + sorted(os.listdir(system_tmp))
 
 
-def test_the_real_module_runs_in_the_background_and_hands_its_rows_over_leaving_no_file(tmp_path):
+def test_the_real_module_runs_in_the_background_and_hands_its_rows_over_leaving_no_file(tmp_path, way):
     """madengine_run started by its plugin: a process of its own runs the node's models (here one SKIPPED: its image
     is built for AMD GPUs, the node has none), its journal is shown, its result reaches Ansible as a dict, and
     neither the job's files nor the module's files (its arguments, the payload its worker imported) stay behind."""
-    shown, result, left, module_files = run_in_background(tmp_path, cpu_node_args(tmp_path, "AMD"))
+    shown, result, left, module_files = run_in_background(tmp_path, cpu_node_args(tmp_path, "AMD"), way)
     assert not result.get("failed"), result
     assert [(row["model"], row["status"]) for row in result["results"]] == [("dummy", "SKIPPED")], result
     assert shown[0] == "node-1: 1 model(s) to run: dummy" and shown[-1].startswith("node-1: [1/1 done] dummy SKIPPED")
@@ -383,15 +399,15 @@ def test_the_real_module_runs_in_the_background_and_hands_its_rows_over_leaving_
     assert left == [] and module_files == [], (left, module_files)
 
 
-def test_a_run_that_fails_in_the_background_fails_the_task_with_the_reason_naming_the_engine(tmp_path):
+def test_a_run_that_fails_in_the_background_fails_the_task_with_the_reason_naming_the_engine(tmp_path, way):
     """The failure happens in the detached worker (no engine at docker_host): it is handed over as the module's
     failed result, as it would be without the background."""
-    _shown, result, left, module_files = run_in_background(tmp_path, cpu_node_args(tmp_path, ""))
+    _shown, result, left, module_files = run_in_background(tmp_path, cpu_node_args(tmp_path, ""), way)
     assert result.get("failed") and "/nonexistent/madci-docker.sock" in result["msg"], result
     assert left == [] and module_files == [], (left, module_files)
 
 
-def test_a_run_killed_on_the_node_fails_the_task_naming_the_node_instead_of_waiting_for_it(tmp_path):
+def test_a_run_killed_on_the_node_fails_the_task_naming_the_node_instead_of_waiting_for_it(tmp_path, way):
     """The worker waits on an engine that accepts and never answers; killed there, its job file still says it
     runs: the plugin sees the process gone from the node and fails the task saying so."""
     engine = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -415,7 +431,7 @@ def test_a_run_killed_on_the_node_fails_the_task_naming_the_node_instead_of_wait
     try:
         args = cpu_node_args(tmp_path, "", docker_host="unix://%s" % (tmp_path / "engine.sock"))
         started = time.monotonic()
-        shown, result, left, _module_files = run_in_background(tmp_path, args)
+        shown, result, left, _module_files = run_in_background(tmp_path, args, way)
     finally:
         over.set()
         killer.join()
