@@ -110,7 +110,8 @@ class ActionModule(ActionBase):
         if runs_here(self, task_vars):
             from ansible_collections.rocm.madengine.plugins.module_utils.benchmark import madengine_run_task as task
 
-            started = run_here(self, task.ARGUMENT_SPEC, task.run, task.CONSTRAINTS, args=module_args)
+            started = run_here(self, task.ARGUMENT_SPEC, task.run, task.CONSTRAINTS, args=module_args,
+                               task_vars=task_vars)
             if started is not None:
                 return started
         try:

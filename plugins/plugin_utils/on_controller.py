@@ -23,7 +23,8 @@ import shlex
 import subprocess
 import sys
 
-from ansible.errors import AnsibleActionFail
+from ansible import constants as C
+from ansible.errors import AnsibleActionFail, AnsibleError
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.common.parameters import remove_values
 from ansible.module_utils.common.process import get_bin_path
@@ -130,7 +131,16 @@ def runs_here(action, task_vars):
         return False
 
 
-def run_here(action, argument_spec, task, constraints=None, args=None):
+def with_invocation(task_vars):
+    """Whether a module's result carries its invocation (the arguments it ran with, masked): ansible-core 2.21 and
+    later add it when INJECT_INVOCATION asks, earlier releases always."""
+    try:
+        return bool(C.config.get_config_value("INJECT_INVOCATION", variables=task_vars or {}))
+    except AnsibleError:
+        return True
+
+
+def run_here(action, argument_spec, task, constraints=None, args=None, task_vars=None):
     """The module's result, its task function ``task(module)`` run in this process with ``args`` (default: the task's
     arguments); None when the module must run instead (an option it deprecates is used: the module says so as
     Ansible's modules do)."""
@@ -155,6 +165,8 @@ def run_here(action, argument_spec, task, constraints=None, args=None):
     finally:
         os.chdir(here)
     result.setdefault("changed", False)
+    if with_invocation(task_vars):
+        result.setdefault("invocation", {"module_args": dict(module.params)})
     result = remove_values(result, module.no_log_values)
     warnings = remove_values(module.warnings, module.no_log_values)
     try:
@@ -173,7 +185,7 @@ def module_result(action, task_vars, task_module):
     here = None
     if runs_here(action, task_vars):
         task = importlib.import_module(TASKS + task_module)
-        here = run_here(action, task.ARGUMENT_SPEC, task.run, task.CONSTRAINTS)
+        here = run_here(action, task.ARGUMENT_SPEC, task.run, task.CONSTRAINTS, task_vars=task_vars)
     if here is None:
         # as Ansible's own action runs a module, async included
         wrap_async = bool(action._task.async_val) and not action._connection.has_native_async

@@ -40,11 +40,13 @@ def copy_with_new_option(root):
     source = module.read_text()
     doc_end = source.index('"""', source.index('DOCUMENTATION = r"""') + len('DOCUMENTATION = r"""'))
     options_at = source.index("\noptions:\n", 0, doc_end) + len("\noptions:\n")
-    spec_at = source.index("argument_spec = dict(\n") + len("argument_spec = dict(\n")
-    patched = (source[:options_at] + OPTION_DOC + source[options_at:spec_at]
-               + '        %s=dict(type="str"),\n' % MARKER + source[spec_at:])
-    module.write_text(patched)
-    assert patched.count(MARKER) == 2
+    module.write_text(source[:options_at] + OPTION_DOC + source[options_at:])
+    # the module's argument spec, which its action plugin shares
+    task = dest / "plugins" / "module_utils" / "benchmark" / "madengine_run_task.py"
+    source = task.read_text()
+    spec_at = source.index("ARGUMENT_SPEC = dict(\n") + len("ARGUMENT_SPEC = dict(\n")
+    task.write_text(source[:spec_at] + '    %s=dict(type="str"),\n' % MARKER + source[spec_at:])
+    assert module.read_text().count(MARKER) == 1 and task.read_text().count(MARKER) == 1
     return dest
 
 

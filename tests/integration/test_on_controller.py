@@ -57,7 +57,7 @@ def both_ways(tmp_path, playbook, extra_vars, check=False):
         rc, _parsed, log = run_playbook(
             playbook, extra_vars=dict(extra_vars, ansible_python_interpreter=interpreter, saved=str(saved),
                                       out=str(tmp_path / way)),
-            check=check, args=("-vvv",), env={"ANSIBLE_STDOUT_CALLBACK": "default"})
+            check=check, args=("-vvv",), env={"ANSIBLE_STDOUT_CALLBACK": "default", "ANSIBLE_INJECT_INVOCATION": "1"})
         found[way] = (rc, log, json.loads(saved.read_text()) if saved.exists() else None)
     return found
 
@@ -163,4 +163,9 @@ def test_a_build_plans_the_same_here_as_in_the_module_and_hides_the_registry_pas
     for key in ("models", "built", "reused", "pushed", "failures", "run_id", "changed"):
         assert here[key] == module[key], key
     assert here["built"], here
+    # the arguments it ran with, as the module reports them: the secret masked, the credentials' placeholder
+    for invocation in (here["invocation"]["module_args"], module["invocation"]["module_args"]):
+        assert invocation["registry_password"] == "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
+        assert invocation["registry_username"] == "madengine" and invocation["tags"] == ["dummy"]
+    assert here["invocation"]["module_args"].keys() == module["invocation"]["module_args"].keys()
     assert here["manifest"]["built_images"].keys() == module["manifest"]["built_images"].keys()
