@@ -174,16 +174,15 @@ def test_the_image_s_ansible_core_runs_madengine_run_in_the_background_and_hands
         "node_name": "node-1"}))
     os.chmod(tmp_path, 0o755)
     os.chmod(tmp_path / "args.json", 0o644)
+    module = ["-e", "MADCI_MODULE_INTERPRETER=/tmp/python-wrapper"] if way == "module" else []
+    command = ('mkdir -p /tmp/system && '
+               'printf "#!/bin/sh\\necho ran >/tmp/async/wrapper-used\\nexec python3 \\"\\$@\\"\\n" '
+               '>/tmp/python-wrapper && '
+               'chmod 755 /tmp/python-wrapper && python3 "$@"; rc=$?; sleep 1; '
+               'ls -A /tmp/system /tmp/remote 2>/dev/null | grep -v "^/tmp\\|^$" >&2 && exit 9; exit $rc')
     python = ["docker", "run", "--rm", "-v", "%s:/tmp/local_detached_run.py:ro" % script,
               "-v", "%s:/tmp/args.json:ro" % (tmp_path / "args.json"), "-e", "TMPDIR=/tmp/system",
-              "-e", "ANSIBLE_REMOTE_TMP=/tmp/remote"] + (
-                  ["-e", "MADCI_MODULE_INTERPRETER=/tmp/python-wrapper"] if way == "module" else []) + [
-              image, "sh", "-c",
-              'mkdir -p /tmp/system && '
-              'printf "#!/bin/sh\\necho ran >/tmp/async/wrapper-used\\nexec python3 \\"\\$@\\"\\n" '
-              '>/tmp/python-wrapper && '
-              'chmod 755 /tmp/python-wrapper && python3 "$@"; rc=$?; sleep 1; '
-              'ls -A /tmp/system /tmp/remote 2>/dev/null | grep -v "^/tmp\\|^$" >&2 && exit 9; exit $rc', "sh"]
+              "-e", "ANSIBLE_REMOTE_TMP=/tmp/remote"] + module + [image, "sh", "-c", command, "sh"]
     shown, out, left = local_detached_run.run(python, "/tmp/async", "/tmp/args.json",
                                               script="/tmp/local_detached_run.py", timeout=300)
     assert out["type"] == "dict", out
