@@ -136,6 +136,22 @@ def module_runner():
     return run_module
 
 
+@contextlib.contextmanager
+def imported_on_controller(name):
+    """The collection's controller code ``name`` (a dotted path under ansible_collections.rocm.madengine.plugins),
+    imported inside the block and not at collection: controller code marks the process as the controller (module
+    warnings would go to Display instead of the module's result), so the mark is put back afterwards."""
+    import importlib
+
+    from ansible.module_utils import _internal
+
+    was = _internal.is_controller
+    try:
+        yield importlib.import_module("ansible_collections.rocm.madengine.plugins." + name)
+    finally:
+        _internal.is_controller = was
+
+
 def ansible_env(**extra):
     env = dict(os.environ)
     env.update(

@@ -13,18 +13,9 @@ module.
 
 from __future__ import annotations
 
-from ansible.plugins.action import ActionBase
-
-from ansible_collections.rocm.madengine.plugins.plugin_utils.on_controller import module_result
+from ansible_collections.rocm.madengine.plugins.plugin_utils.on_controller import ControllerAction
 
 
-class ActionModule(ActionBase):
+class ActionModule(ControllerAction):
 
-    _supports_check_mode = True
-    _supports_async = True
-
-    def run(self, tmp=None, task_vars=None):
-        result = super(ActionModule, self).run(tmp, task_vars)
-        del tmp
-        result.update(module_result(self, task_vars, "madengine_build_task"))
-        return result
+    TASK_MODULE = "madengine_build_task"

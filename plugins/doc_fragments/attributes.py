@@ -52,6 +52,23 @@ attributes:
     description: Whether the task can run with C(async).
 """
 
+    # Modules whose action plugin runs their code in the task's process when the module would run on the controller.
+    ON_CONTROLLER = r"""
+options: {}
+attributes:
+  action:
+    description: Whether the task runs an action plugin on the controller.
+    support: full
+    details:
+      - On the controller with the controller's own Python (a local connection, the same interpreter, no C(become),
+        C(async) or task C(environment)), the action plugin of the same name runs the module's code in the task's
+        process instead of starting a module process; the arguments are checked and the result masked as the module
+        does. Any other host or interpreter runs the module.
+  async:
+    description: Whether the task can run with C(async).
+    support: full
+"""
+
     # Modules that only read.
     INFO_MODULE = r"""
 options: {}

@@ -38,19 +38,10 @@ author:
   - ROCm madengine maintainers (@rocm)
 extends_documentation_fragment:
   - rocm.madengine.attributes
-  - rocm.madengine.attributes.ACTION_WORKER
+  - rocm.madengine.attributes.ON_CONTROLLER
   - rocm.madengine.attributes.ACTION_GROUP
   - rocm.madengine.docker
 attributes:
-  action:
-    support: full
-    details:
-      - On the controller with the controller's own Python (a local connection, the same interpreter, no C(become),
-        C(async) or task C(environment)), the action plugin of the same name runs the module's code in the task's
-        process instead of starting a module process; the arguments are checked and the result masked as the module
-        does. Any other host or interpreter runs the module.
-  async:
-    support: full
   action_group:
     membership:
       - rocm.madengine.docker

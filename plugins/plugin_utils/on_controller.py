@@ -29,6 +29,7 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.common.parameters import remove_values
 from ansible.module_utils.common.process import get_bin_path
 from ansible.module_utils.common.text.converters import to_bytes, to_native
+from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
 display = Display()
@@ -193,3 +194,18 @@ def module_result(action, task_vars, task_module):
         if not wrap_async:
             action._remove_tmp_path(action._connection._shell.tmpdir)
     return here
+
+
+class ControllerAction(ActionBase):
+    """The action of a module whose task runs here when it may (``module_result``): ``TASK_MODULE`` names its
+    ``module_utils/benchmark`` task module."""
+
+    TASK_MODULE = None
+    _supports_check_mode = True
+    _supports_async = True
+
+    def run(self, tmp=None, task_vars=None):
+        result = super(ControllerAction, self).run(tmp, task_vars)
+        del tmp
+        result.update(module_result(self, task_vars, self.TASK_MODULE))
+        return result

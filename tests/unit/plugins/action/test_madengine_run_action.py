@@ -21,7 +21,7 @@ from types import SimpleNamespace
 
 import local_detached_run
 import pytest
-from ansible.module_utils import _internal
+from conftest import imported_on_controller
 from manifest_builder import manifest, simple
 
 from ansible_collections.rocm.madengine.plugins.module_utils.benchmark.detached import job_state
@@ -39,15 +39,9 @@ PROGRESS_WITHIN_S = 10.0  # the issue's bound on a model's start or end being sh
 
 @pytest.fixture(scope="module")
 def plugin():
-    """The action plugin, imported here and not at collection: controller code marks the process as the controller
-    (module warnings would go to Display instead of the module's result), so the mark is put back afterwards."""
-    was = _internal.is_controller
-    try:
-        from ansible_collections.rocm.madengine.plugins.action import madengine_run
-
+    """The action plugin (imported as controller code: conftest.imported_on_controller)."""
+    with imported_on_controller("action.madengine_run") as madengine_run:
         yield madengine_run
-    finally:
-        _internal.is_controller = was
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import sys
 from types import SimpleNamespace
 
 import pytest
-from ansible.module_utils import _internal
+from conftest import imported_on_controller
 
 SPEC = dict(
     name=dict(type="str", required=True),
@@ -24,15 +24,9 @@ SPEC = dict(
 
 @pytest.fixture(scope="module")
 def helpers():
-    """The helpers, imported here and not at collection: controller code marks the process as the controller
-    (module warnings would go to Display instead of the module's result), so the mark is put back afterwards."""
-    was = _internal.is_controller
-    try:
-        from ansible_collections.rocm.madengine.plugins.plugin_utils import on_controller
-
+    """The helpers (imported as controller code: conftest.imported_on_controller)."""
+    with imported_on_controller("plugin_utils.on_controller") as on_controller:
         yield on_controller
-    finally:
-        _internal.is_controller = was
 
 
 def action(args=None, transport="local", become=False, async_val=0, environment=None, interpreter=sys.executable,
